@@ -1,0 +1,21 @@
+import os
+import sys
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Start Daphne on BIND_ADDRESS:PORT (the settings), serving HTTP and WebSockets."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=None, help="Overrides the PORT setting.")
+
+    def handle(self, *args, port=None, **options):
+        port = port or settings.PORT
+        self.stdout.write(f"Serving on http://{settings.BIND_ADDRESS}:{port}/", ending="\n")
+        self.stdout.flush()
+        # exec, not a child process: signals from the terminal or a supervisor reach Daphne itself.
+        argv = [sys.executable, "-m", "daphne", "--bind", settings.BIND_ADDRESS]
+        argv += ["--port", str(port), "chatsite.asgi:application"]
+        os.execv(sys.executable, argv)

@@ -1,0 +1,5 @@
+from django.shortcuts import render
+
+
+def chat(request):
+    return render(request, "conversations/chat.html")

@@ -1,0 +1,116 @@
+"""Environment → settings, checked in a fresh interpreter per case so nothing leaks between them."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+ROOT = Path(__file__).resolve().parents[2]
+
+DUMP = """
+import json
+from django.conf import settings
+db = settings.DATABASES["default"]
+print(json.dumps({
+    "engine": db["ENGINE"], "name": str(db["NAME"]), "options": db.get("OPTIONS", {}),
+    "conn_max_age": db.get("CONN_MAX_AGE"), "layer": settings.CHANNEL_LAYERS["default"],
+    "debug": settings.DEBUG, "hosts": settings.ALLOWED_HOSTS,
+    "keys": len(settings.FIELD_ENCRYPTION_KEYS),
+    "port": settings.PORT, "log_level": settings.LOG_LEVEL, "csrf": settings.CSRF_TRUSTED_ORIGINS,
+}, default=str))
+"""
+
+
+def run_settings(**env: str) -> subprocess.CompletedProcess:
+    base = {
+        key: value
+        for key, value in os.environ.items()
+        if key in {"PATH", "HOME", "LANG", "PYTHONPATH", "SYSTEMROOT"}
+    }
+    base.update({"DJANGO_SETTINGS_MODULE": "chatsite.settings", "ENV_FILE": ""}, **env)
+    return subprocess.run(
+        [sys.executable, "-c", DUMP], cwd=ROOT, env=base, capture_output=True, text=True, timeout=60
+    )
+
+
+KEYS = {"SECRET_KEY": "s" * 50, "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode()}
+
+
+def parsed(**env: str) -> dict:
+    result = run_settings(**{**KEYS, **env})
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "FIELD_ENCRYPTION_KEYS"])
+def test_start_up_refuses_without_key_when_debug_is_off(missing):
+    env = {name: value for name, value in KEYS.items() if name != missing}
+    result = run_settings(**env)
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert f"{missing} is not set" in last_line
+    assert "make run" in last_line
+
+
+def test_debug_starts_without_keys():
+    result = run_settings(DEBUG="1")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["debug"] is True
+
+
+def test_default_database_is_sqlite_in_wal_mode_with_immediate_transactions():
+    config = parsed()
+    assert config["engine"] == "django.db.backends.sqlite3"
+    assert config["name"].endswith(os.path.join("var", "chat.sqlite3"))
+    assert config["options"]["transaction_mode"] == "IMMEDIATE"
+    assert config["options"]["timeout"] >= 5
+    assert "journal_mode=WAL" in config["options"]["init_command"]
+
+
+def test_postgres_url_uses_psycopg_pool_without_persistent_connections():
+    config = parsed(DATABASE_URL="postgres://chat:pw@db.internal:5433/chat")
+    assert config["engine"] == "django.db.backends.postgresql"
+    assert config["name"] == "chat"
+    assert config["conn_max_age"] == 0
+    assert config["options"]["pool"]["max_size"] >= 1
+
+
+def test_channel_layer_is_in_memory_without_redis_url():
+    assert parsed()["layer"]["BACKEND"] == "channels.layers.InMemoryChannelLayer"
+
+
+def test_redis_url_selects_channels_redis():
+    layer = parsed(REDIS_URL="redis://cache.internal:6380/2")["layer"]
+    assert layer["BACKEND"] == "channels_redis.core.RedisChannelLayer"
+    assert layer["CONFIG"]["hosts"] == ["redis://cache.internal:6380/2"]
+
+
+def test_lists_and_scalars_are_parsed():
+    config = parsed(
+        ALLOWED_HOSTS="chat.example.org,.example.net",
+        CSRF_TRUSTED_ORIGINS="https://chat.example.org",
+        FIELD_ENCRYPTION_KEYS=f"{Fernet.generate_key().decode()},{Fernet.generate_key().decode()}",
+        PORT="9001",
+        LOG_LEVEL="debug",
+    )
+    assert config["hosts"] == ["chat.example.org", ".example.net"]
+    assert config["csrf"] == ["https://chat.example.org"]
+    assert config["keys"] == 2
+    assert config["port"] == 9001
+    assert config["log_level"] == "DEBUG"
+
+
+def test_env_file_is_read_but_environment_wins(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        f"SECRET_KEY={'f' * 50}\nFIELD_ENCRYPTION_KEYS={KEYS['FIELD_ENCRYPTION_KEYS']}\nPORT=7000\n"
+    )
+    result = run_settings(ENV_FILE=str(env_file), PORT="7100")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["port"] == 7100
+    result = run_settings(ENV_FILE=str(env_file))
+    assert json.loads(result.stdout)["port"] == 7000
