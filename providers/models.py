@@ -77,6 +77,9 @@ class FallbackChainMember(models.Model):
             models.UniqueConstraint(fields=["chain", "config"], name="providers_chain_member_once")
         ]
 
+    def __str__(self) -> str:
+        return f"{self.chain_id}#{self.position}: {self.config_id}"
+
 
 class ProviderAuthState(models.Model):
     """AsyncAuthedProvider's auth cache, shared by every server process (encrypted JSON)."""
@@ -84,3 +87,6 @@ class ProviderAuthState(models.Model):
     key = models.CharField(max_length=200, unique=True)
     ciphertext = models.TextField()
     updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.key

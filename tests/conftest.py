@@ -7,6 +7,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+pytest_plugins = ["tests.fake_upstream"]
+
 
 def _missing_service(item) -> str | None:
     if item.get_closest_marker("postgres") and connection.vendor != "postgresql":

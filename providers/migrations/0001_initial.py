@@ -5,83 +5,165 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='FallbackChain',
+            name="FallbackChain",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.SlugField(max_length=64, unique=True)),
-                ('enabled', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.SlugField(max_length=64, unique=True)),
+                ("enabled", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='ProviderAuthState',
+            name="ProviderAuthState",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=200, unique=True)),
-                ('ciphertext', models.TextField()),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.CharField(max_length=200, unique=True)),
+                ("ciphertext", models.TextField()),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
         ),
         migrations.CreateModel(
-            name='ProviderConfig',
+            name="ProviderConfig",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.SlugField(help_text='Shown to users in the picker.', max_length=64, unique=True)),
-                ('provider_class', models.CharField(help_text='Name of a provider class in providers.registry.', max_length=64)),
-                ('enabled', models.BooleanField(default=True)),
-                ('is_default', models.BooleanField(default=False, help_text='Used for new conversations when the user picks nothing.')),
-                ('api_base', models.CharField(blank=True, help_text="Overrides the provider's default origin.", max_length=500)),
-                ('token_ciphertext', models.TextField(blank=True, default='', editable=False)),
-                ('token_last4', models.CharField(blank=True, default='', editable=False, max_length=4)),
-                ('proxy', models.CharField(blank=True, max_length=500)),
-                ('default_model', models.CharField(blank=True, max_length=200)),
-                ('allowed_models', models.JSONField(blank=True, default=list, help_text='Models users may pick; empty means the default only.')),
-                ('options', models.JSONField(blank=True, default=dict, help_text='Extra keyword arguments for the provider class.')),
-                ('timeout', models.FloatField(default=60.0, help_text='Seconds.')),
-                ('max_retries', models.PositiveSmallIntegerField(default=3)),
-                ('sort_order', models.IntegerField(default=0)),
-                ('last_check_ok', models.BooleanField(editable=False, null=True)),
-                ('last_check_detail', models.CharField(blank=True, editable=False, max_length=300)),
-                ('last_check_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "name",
+                    models.SlugField(
+                        help_text="Shown to users in the picker.", max_length=64, unique=True
+                    ),
+                ),
+                (
+                    "provider_class",
+                    models.CharField(
+                        help_text="Name of a provider class in providers.registry.", max_length=64
+                    ),
+                ),
+                ("enabled", models.BooleanField(default=True)),
+                (
+                    "is_default",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Used for new conversations when the user picks nothing.",
+                    ),
+                ),
+                (
+                    "api_base",
+                    models.CharField(
+                        blank=True,
+                        help_text="Overrides the provider's default origin.",
+                        max_length=500,
+                    ),
+                ),
+                ("token_ciphertext", models.TextField(blank=True, default="", editable=False)),
+                (
+                    "token_last4",
+                    models.CharField(blank=True, default="", editable=False, max_length=4),
+                ),
+                ("proxy", models.CharField(blank=True, max_length=500)),
+                ("default_model", models.CharField(blank=True, max_length=200)),
+                (
+                    "allowed_models",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text="Models users may pick; empty means the default only.",
+                    ),
+                ),
+                (
+                    "options",
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        help_text="Extra keyword arguments for the provider class.",
+                    ),
+                ),
+                ("timeout", models.FloatField(default=60.0, help_text="Seconds.")),
+                ("max_retries", models.PositiveSmallIntegerField(default=3)),
+                ("sort_order", models.IntegerField(default=0)),
+                ("last_check_ok", models.BooleanField(editable=False, null=True)),
+                ("last_check_detail", models.CharField(blank=True, editable=False, max_length=300)),
+                ("last_check_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['sort_order', 'name'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('is_default', True)), fields=('is_default',), name='providers_one_default_config')],
+                "ordering": ["sort_order", "name"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("is_default", True)),
+                        fields=("is_default",),
+                        name="providers_one_default_config",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='FallbackChainMember',
+            name="FallbackChainMember",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveSmallIntegerField(default=0)),
-                ('chain', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='links', to='providers.fallbackchain')),
-                ('config', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='providers.providerconfig')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("position", models.PositiveSmallIntegerField(default=0)),
+                (
+                    "chain",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="links",
+                        to="providers.fallbackchain",
+                    ),
+                ),
+                (
+                    "config",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="providers.providerconfig",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['position'],
+                "ordering": ["position"],
             },
         ),
         migrations.AddField(
-            model_name='fallbackchain',
-            name='members',
-            field=models.ManyToManyField(through='providers.FallbackChainMember', to='providers.providerconfig'),
+            model_name="fallbackchain",
+            name="members",
+            field=models.ManyToManyField(
+                through="providers.FallbackChainMember", to="providers.providerconfig"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='fallbackchainmember',
-            constraint=models.UniqueConstraint(fields=('chain', 'config'), name='providers_chain_member_once'),
+            model_name="fallbackchainmember",
+            constraint=models.UniqueConstraint(
+                fields=("chain", "config"), name="providers_chain_member_once"
+            ),
         ),
     ]

@@ -1,0 +1,160 @@
+"""Admin for provider configuration.
+
+The token is write-only: the form has an empty password field (empty keeps the stored token)
+and a "clear" checkbox; pages show at most "…last4". The change view is marked so Django's error
+reports never include the posted token.
+"""
+
+from django import forms
+from django.contrib import admin, messages
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters
+
+from providers.models import FallbackChain, FallbackChainMember, ProviderConfig
+from providers.registry import provider_class_choices
+from providers.selectors import provider_config_models
+from providers.services import apply_token, provider_config_check
+
+
+def token_hint(config: ProviderConfig) -> str:
+    if not config.token_ciphertext:
+        return "—"
+    return f"…{config.token_last4}" if config.token_last4 else "set"
+
+
+class ProviderConfigForm(forms.ModelForm):
+    provider_class = forms.ChoiceField(choices=())
+    token = forms.CharField(
+        required=False,
+        strip=True,
+        # render_value=False: the page never carries the token back, not even after an error.
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Write-only. Leave empty to keep the stored token.",
+    )
+    clear_token = forms.BooleanField(required=False, label="Clear the stored token")
+
+    class Meta:
+        model = ProviderConfig
+        fields = [
+            "name",
+            "provider_class",
+            "enabled",
+            "is_default",
+            "api_base",
+            "token",
+            "clear_token",
+            "proxy",
+            "default_model",
+            "allowed_models",
+            "options",
+            "timeout",
+            "max_retries",
+            "sort_order",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        choices = provider_class_choices()
+        current = self.instance.provider_class if self.instance.pk else None
+        if current and current not in {value for value, _ in choices}:
+            # Keep a class that is no longer installed visible instead of silently changing it.
+            choices.append((current, f"{current} (not installed)"))
+        self.fields["provider_class"].choices = choices
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("clear_token") and cleaned.get("token"):
+            raise forms.ValidationError("Either enter a new token or clear it, not both.")
+        if cleaned.get("is_default"):
+            other = (
+                ProviderConfig.objects.filter(is_default=True)
+                .exclude(pk=self.instance.pk)
+                .values_list("name", flat=True)
+                .first()
+            )
+            if other:
+                self.add_error("is_default", f"{other} is the default; untick it there first.")
+        return cleaned
+
+
+@admin.register(ProviderConfig)
+class ProviderConfigAdmin(admin.ModelAdmin):
+    form = ProviderConfigForm
+    list_display = [
+        "name",
+        "provider_class",
+        "enabled",
+        "is_default",
+        "models_display",
+        "token_display",
+        "last_check_display",
+        "sort_order",
+    ]
+    list_filter = ["enabled", "provider_class"]
+    search_fields = ["name", "provider_class", "default_model"]
+    readonly_fields = ["token_display", "last_check_display", "last_check_at"]
+    actions = ["check_connection"]
+    fieldsets = [
+        (None, {"fields": ["name", "provider_class", "enabled", "is_default", "sort_order"]}),
+        ("Endpoint", {"fields": ["api_base", "proxy", "timeout", "max_retries"]}),
+        ("Token", {"fields": ["token_display", "token", "clear_token"]}),
+        ("Models", {"fields": ["default_model", "allowed_models", "options"]}),
+        ("Last check", {"fields": ["last_check_display", "last_check_at"]}),
+    ]
+
+    @admin.display(description="Models")
+    def models_display(self, config: ProviderConfig) -> str:
+        return ", ".join(provider_config_models(config=config)) or "—"
+
+    @admin.display(description="Token")
+    def token_display(self, config: ProviderConfig) -> str:
+        return token_hint(config)
+
+    @admin.display(description="Last check")
+    def last_check_display(self, config: ProviderConfig) -> str:
+        if config.last_check_ok is None:
+            return "never"
+        return ("OK: " if config.last_check_ok else "Failed: ") + config.last_check_detail
+
+    def save_model(self, request, obj, form, change):
+        if form.cleaned_data.get("clear_token"):
+            apply_token(config=obj, token=None)
+        elif form.cleaned_data.get("token"):
+            apply_token(config=obj, token=form.cleaned_data["token"])
+        super().save_model(request, obj, form, change)
+
+    @method_decorator(sensitive_post_parameters("token"))
+    def changeform_view(self, request, *args, **kwargs):
+        return super().changeform_view(request, *args, **kwargs)
+
+    @admin.action(description="Check connection")
+    def check_connection(self, request, queryset):
+        for config in queryset:
+            result = provider_config_check(config=config)
+            if result.ok:
+                self.message_user(request, f"{config.name}: {result.detail}", messages.SUCCESS)
+            else:
+                self.message_user(
+                    request, f"{config.name}: failed — {result.detail}", messages.ERROR
+                )
+
+
+class FallbackChainMemberInline(admin.TabularInline):
+    model = FallbackChainMember
+    extra = 1
+    fields = ["position", "config"]
+    ordering = ["position"]
+
+
+@admin.register(FallbackChain)
+class FallbackChainAdmin(admin.ModelAdmin):
+    list_display = ["name", "enabled", "members_display"]
+    inlines = [FallbackChainMemberInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("links__config")
+
+    @admin.display(description="Members, in order")
+    def members_display(self, chain: FallbackChain) -> str:
+        links = sorted(chain.links.all(), key=lambda link: link.position)
+        return " → ".join(link.config.name for link in links) or "—"

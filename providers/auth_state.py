@@ -1,0 +1,50 @@
+"""AsyncAuthedProvider's auth cache in the database, so every server process shares one login.
+
+Same interface as base.FileAuthStore; the JSON is encrypted like provider tokens.
+"""
+
+import json
+import logging
+
+from channels.db import database_sync_to_async
+
+from providers.crypto import DecryptionError, decrypt_text, encrypt_text
+from providers.models import ProviderAuthState
+from providers.types import AuthResult
+
+logger = logging.getLogger(__name__)
+
+
+class DatabaseAuthStore:
+    def __init__(self, *, key: str) -> None:
+        self.key = key
+
+    async def load(self) -> AuthResult | None:
+        return await database_sync_to_async(self._load)()
+
+    async def save(self, auth_result: AuthResult | None) -> None:
+        await database_sync_to_async(self._save)(auth_result)
+
+    def _load(self) -> AuthResult | None:
+        ciphertext = (
+            ProviderAuthState.objects.filter(key=self.key)
+            .values_list("ciphertext", flat=True)
+            .first()
+        )
+        if ciphertext is None:
+            return None
+        try:
+            data = json.loads(decrypt_text(ciphertext))
+        except (DecryptionError, ValueError):
+            logger.warning("auth state %s is unreadable; authenticating again", self.key)
+            return None
+        return AuthResult(**data) if isinstance(data, dict) else None
+
+    def _save(self, auth_result: AuthResult | None) -> None:
+        if auth_result is None:
+            ProviderAuthState.objects.filter(key=self.key).delete()
+            return
+        ProviderAuthState.objects.update_or_create(
+            key=self.key,
+            defaults={"ciphertext": encrypt_text(json.dumps(auth_result.get_dict()))},
+        )

@@ -1,0 +1,156 @@
+"""HTTP plumbing every provider shares: one pooled httpx client per event loop, status and
+network-error translation into `providers.errors`, and a server-sent-events line reader.
+"""
+
+import asyncio
+import json
+import logging
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+from providers.errors import (
+    MalformedResponseError,
+    ProviderTimeoutError,
+    ResponseError,
+    ResponseStatusError,
+    UpstreamDroppedError,
+    UpstreamUnavailableError,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_CONNECT_TIMEOUT = 10.0
+# An error body is read only to find the upstream's message; a huge one is cut, not buffered.
+MAX_ERROR_BODY = 64 * 1024
+
+# An httpx.AsyncClient belongs to the loop it first ran on (its pool holds that loop's sockets), so
+# there is one per loop, and per proxy because httpx binds the proxy to the client. Weak keys let a
+# finished loop (a test's, a sync bridge's) take its clients with it.
+type _ClientsByProxy = dict[str | None, httpx.AsyncClient]
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ClientsByProxy]
+_clients = weakref.WeakKeyDictionary()
+
+
+def shared_client(proxy: str | None = None) -> httpx.AsyncClient:
+    """The pooled client for the running loop (created on first use)."""
+    loop = asyncio.get_running_loop()
+    per_loop = _clients.setdefault(loop, {})
+    client = per_loop.get(proxy or None)
+    if client is None or client.is_closed:
+        client = httpx.AsyncClient(
+            http1=True,
+            http2=False,
+            proxy=proxy or None,
+            # Only the proxy configured for a provider applies, not whatever the environment says.
+            trust_env=False,
+            follow_redirects=False,
+            timeout=request_timeout(None),
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        )
+        per_loop[proxy or None] = client
+    return client
+
+
+async def close_shared_clients() -> None:
+    """Close the running loop's clients; called before a loop that is about to end goes away."""
+    per_loop = _clients.pop(asyncio.get_running_loop(), {})
+    for client in per_loop.values():
+        await client.aclose()
+
+
+def request_timeout(timeout: float | None, connect: float | None = None) -> httpx.Timeout:
+    """`timeout` bounds every wait for the upstream (first byte, each later read, each write);
+    connecting has its own, usually shorter, bound."""
+    read = float(timeout) if timeout else DEFAULT_TIMEOUT
+    return httpx.Timeout(read, connect=min(read, connect or DEFAULT_CONNECT_TIMEOUT))
+
+
+def endpoint(origin: str, path: str) -> str:
+    """`origin` (a provider's default or the configured api_base) joined with its fixed path."""
+    return origin.rstrip("/") + path
+
+
+def _where(request: httpx.Request | None) -> str:
+    # Host and port only: a URL may carry credentials (user:password@) or a key in its query.
+    if request is None:
+        return "the provider"
+    url = request.url
+    return f"{url.host}:{url.port}" if url.port else url.host
+
+
+@contextmanager
+def translate_transport_errors() -> Iterator[None]:
+    """Turn httpx's network exceptions into ProviderError subclasses with safe messages."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise ProviderTimeoutError(f"{_where(_request_of(exc))} did not answer in time.") from exc
+    except (httpx.ConnectError, httpx.ProxyError) as exc:
+        raise UpstreamUnavailableError(f"Could not connect to {_where(_request_of(exc))}.") from exc
+    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+        raise UpstreamDroppedError() from exc
+    except httpx.HTTPError as exc:
+        raise ResponseError(f"Request to {_where(_request_of(exc))} failed.") from exc
+
+
+def _request_of(exc: httpx.HTTPError) -> httpx.Request | None:
+    try:
+        return exc.request
+    except RuntimeError:  # httpx raises when the exception was created without a request
+        return None
+
+
+async def raise_for_status(
+    response: httpx.Response, raise_error: Callable[[Any, int | None], None]
+) -> None:
+    """For an error status: let the provider's `raise_error` map the body, else a generic error."""
+    if response.status_code < 400:
+        return
+    body = b""
+    async for piece in response.aiter_bytes():
+        body += piece
+        if len(body) >= MAX_ERROR_BODY:
+            break
+    try:
+        data = json.loads(body[:MAX_ERROR_BODY])
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        raise_error(data, response.status_code)
+    # No readable error in the body: the status and its phrase say enough, and an HTML error page
+    # is never shown (it could echo anything the request carried).
+    raise_error({"error": response.reason_phrase or "HTTP error"}, response.status_code)
+    raise ResponseStatusError(f"Error {response.status_code}")
+
+
+def parse_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise MalformedResponseError() from exc
+
+
+async def sse_data(response: httpx.Response) -> AsyncIterator[str]:
+    """The `data` payload of every event line, until `data: [DONE]` or the end of the body.
+
+    httpx's line iterator already joins lines split across network reads and accepts \\n, \\r\\n
+    and \\r endings (and decodes UTF-8 split mid-character). On top of it: comments (`:`) and
+    keep-alive blank lines are skipped, `event:`/`id:`/`retry:` fields are ignored, and each
+    `data:` line is one event, because LLM upstreams put one JSON document per line and some
+    (Raycast) never send the blank separator line.
+    """
+    async for line in response.aiter_lines():
+        if line.startswith("data:"):
+            value = line.removeprefix("data:").removeprefix(" ")
+            if value.strip() == "[DONE]":
+                return
+            yield value
+        elif line.startswith("{"):
+            # A bare JSON line (some servers stream JSON lines, or an error object without SSE).
+            yield line
+        # Anything else is a comment, a keep-alive blank line or another SSE field: skipped.

@@ -1,0 +1,217 @@
+import logging
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.urls import reverse
+
+from providers.models import FallbackChain, FallbackChainMember, ProviderConfig
+from providers.services import provider_config_set_token
+
+TOKEN = "sk-admin-secret-token-wxyz"
+NEW_TOKEN = "sk-admin-replacement-token-9876"
+
+
+def form_data(**overrides):
+    data = {
+        "name": "fake",
+        "provider_class": "OpenAICompatible",
+        "enabled": "on",
+        "api_base": "http://127.0.0.1:9/v1",
+        "token": "",
+        "proxy": "",
+        "default_model": "fake-model",
+        "allowed_models": "[]",
+        "options": "{}",
+        "timeout": "5",
+        "max_retries": "3",
+        "sort_order": "0",
+        "_save": "Save",
+    }
+    data.update(overrides)
+    return {key: value for key, value in data.items() if value is not None}
+
+
+@pytest.fixture
+def config(db, encryption_keys, fake_upstream):
+    config = ProviderConfig.objects.create(
+        name="fake",
+        provider_class="OpenAICompatible",
+        api_base=fake_upstream.url + "/v1",
+        default_model="fake-model",
+        is_default=True,
+    )
+    provider_config_set_token(config=config, token=TOKEN)
+    return config
+
+
+def admin_pages(client, config):
+    urls = [
+        reverse("admin:providers_providerconfig_changelist"),
+        reverse("admin:providers_providerconfig_add"),
+        reverse("admin:providers_providerconfig_change", args=[config.pk]),
+        reverse("admin:providers_providerconfig_history", args=[config.pk]),
+        reverse("admin:providers_providerconfig_delete", args=[config.pk]),
+        reverse("admin:providers_fallbackchain_add"),
+        reverse("admin:index"),
+    ]
+    for url in urls:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        yield url, response.content.decode()
+
+
+def test_adding_a_config_stores_the_token_encrypted(admin_client, encryption_keys):
+    response = admin_client.post(
+        reverse("admin:providers_providerconfig_add"), form_data(token=TOKEN)
+    )
+    assert response.status_code == 302
+    config = ProviderConfig.objects.get(name="fake")
+    assert config.token_ciphertext and TOKEN not in config.token_ciphertext
+    assert config.token_last4 == "wxyz"
+
+
+def test_no_admin_page_shows_the_token_only_its_last4(admin_client, config):
+    for url, html in admin_pages(admin_client, config):
+        assert TOKEN not in html, url
+        assert config.token_ciphertext not in html, url
+    change = admin_client.get(reverse("admin:providers_providerconfig_change", args=[config.pk]))
+    assert "…wxyz" in change.content.decode()
+
+
+def test_a_form_error_does_not_echo_the_posted_token(admin_client, config):
+    response = admin_client.post(
+        reverse("admin:providers_providerconfig_change", args=[config.pk]),
+        form_data(name="not a slug!", token=NEW_TOKEN, api_base=config.api_base),
+    )
+    assert response.status_code == 200
+    assert NEW_TOKEN not in response.content.decode()
+
+
+def test_empty_token_field_keeps_the_stored_token(admin_client, config):
+    before = config.token_ciphertext
+    response = admin_client.post(
+        reverse("admin:providers_providerconfig_change", args=[config.pk]),
+        form_data(api_base=config.api_base, is_default="on", timeout="9"),
+    )
+    assert response.status_code == 302
+    config.refresh_from_db()
+    assert config.token_ciphertext == before
+    assert config.timeout == 9
+
+
+def test_new_token_replaces_and_clear_checkbox_removes(admin_client, config):
+    url = reverse("admin:providers_providerconfig_change", args=[config.pk])
+    admin_client.post(url, form_data(api_base=config.api_base, token=NEW_TOKEN))
+    config.refresh_from_db()
+    assert config.token_last4 == "9876"
+    admin_client.post(url, form_data(api_base=config.api_base, clear_token="on"))
+    config.refresh_from_db()
+    assert (config.token_ciphertext, config.token_last4) == ("", "")
+
+
+def test_new_token_and_clear_together_is_a_form_error(admin_client, config):
+    response = admin_client.post(
+        reverse("admin:providers_providerconfig_change", args=[config.pk]),
+        form_data(api_base=config.api_base, token=NEW_TOKEN, clear_token="on"),
+    )
+    assert response.status_code == 200
+    assert "not both" in response.content.decode()
+    config.refresh_from_db()
+    assert config.token_last4 == "wxyz"
+
+
+def test_second_default_is_a_form_error_not_a_crash(admin_client, config):
+    response = admin_client.post(
+        reverse("admin:providers_providerconfig_add"),
+        form_data(name="other", is_default="on"),
+    )
+    assert response.status_code == 200
+    assert "fake is the default" in response.content.decode()
+
+
+def test_changelist_shows_class_models_token_hint_and_last_check(admin_client, config):
+    html = admin_client.get(reverse("admin:providers_providerconfig_changelist")).content
+    html = html.decode()
+    for text in ("OpenAICompatible", "fake-model", "…wxyz", "never"):
+        assert text in html
+
+
+def test_check_connection_action_reports_latency(admin_client, config, fake_upstream):
+    response = admin_client.post(
+        reverse("admin:providers_providerconfig_changelist"),
+        {"action": "check_connection", "_selected_action": [config.pk]},
+        follow=True,
+    )
+    html = response.content.decode()
+    # Django capitalises the first letter of messages.
+    assert "Fake: OK in " in html and " ms" in html
+    assert TOKEN not in html
+    config.refresh_from_db()
+    assert config.last_check_ok is True
+    assert config.last_check_detail.startswith("OK in ")
+    [request] = fake_upstream.requests
+    assert request.json["max_tokens"] == 1
+    assert request.headers["authorization"] == f"Bearer {TOKEN}"
+
+
+def test_check_connection_action_reports_the_error_without_the_token(
+    admin_client, config, fake_upstream
+):
+    fake_upstream.behave(status=401, error_body={"error": {"message": f"bad key {TOKEN}"}})
+    response = admin_client.post(
+        reverse("admin:providers_providerconfig_changelist"),
+        {"action": "check_connection", "_selected_action": [config.pk]},
+        follow=True,
+    )
+    html = response.content.decode()
+    assert "Fake: failed — missing_auth: Error 401" in html
+    assert TOKEN not in html
+    config.refresh_from_db()
+    assert config.last_check_ok is False
+    assert TOKEN not in config.last_check_detail
+
+
+def test_fallback_chain_admin_saves_ordered_members(admin_client, config):
+    second = ProviderConfig.objects.create(name="second", provider_class="OpenAICompatible")
+    response = admin_client.post(
+        reverse("admin:providers_fallbackchain_add"),
+        {
+            "name": "safe",
+            "enabled": "on",
+            "links-TOTAL_FORMS": "2",
+            "links-INITIAL_FORMS": "0",
+            "links-0-position": "0",
+            "links-0-config": str(second.pk),
+            "links-1-position": "1",
+            "links-1-config": str(config.pk),
+        },
+    )
+    assert response.status_code == 302
+    chain = FallbackChain.objects.get(name="safe")
+    members = FallbackChainMember.objects.filter(chain=chain).order_by("position")
+    assert [link.config.name for link in members] == ["second", "fake"]
+    html = admin_client.get(reverse("admin:providers_fallbackchain_changelist")).content
+    assert "second → fake" in html.decode()
+
+
+def test_token_reaches_neither_logs_nor_the_database_file(
+    admin_client, encryption_keys, fake_upstream, caplog
+):
+    caplog.set_level(logging.DEBUG)
+    admin_client.post(
+        reverse("admin:providers_providerconfig_add"),
+        form_data(token=TOKEN, api_base=fake_upstream.url + "/v1"),
+    )
+    config = ProviderConfig.objects.get(name="fake")
+    admin_client.post(
+        reverse("admin:providers_providerconfig_changelist"),
+        {"action": "check_connection", "_selected_action": [config.pk]},
+    )
+    assert TOKEN not in caplog.text
+    if connection.vendor == "sqlite":
+        connection.close()  # flush WAL pages through a checkpoint on close
+        database = Path(connection.settings_dict["NAME"])
+        for path in (database, Path(f"{database}-wal")):
+            if path.exists():
+                assert TOKEN.encode() not in path.read_bytes()
