@@ -216,3 +216,25 @@ BIND_ADDRESS = env.str("BIND_ADDRESS", default="127.0.0.1")
 # the service is missing.
 REQUIRE_SERVICES = env.bool("REQUIRE_SERVICES", default=False)
 REQUIRE_BROWSER = env.bool("REQUIRE_BROWSER", default=False)
+
+# --- Chat engine (conversations) ----------------------------------------------------------------
+# Largest `content` (and system prompt) a user may send, in bytes of UTF-8.
+CHAT_MAX_CONTENT_BYTES = env.int("CHAT_MAX_CONTENT_BYTES", default=100_000)
+# Answers one user may have streaming at once; the next send gets `error` rate_limited.
+CHAT_MAX_CONCURRENT_GENERATIONS = env.int("CHAT_MAX_CONCURRENT_GENERATIONS", default=3)
+# Tokens arriving within this window go out as one `message.delta` frame.
+CHAT_FRAME_INTERVAL_MS = env.int("CHAT_FRAME_INTERVAL_MS", default=30)
+# Partial answers are saved at most this often (never per token).
+CHAT_CHECKPOINT_SECONDS = env.float("CHAT_CHECKPOINT_SECONDS", default=1.0)
+# A `streaming` answer not saved for this long belongs to a dead process: it becomes
+# `interrupted`. Running generations refresh their row well within this time.
+CHAT_STALE_STREAM_SECONDS = env.float("CHAT_STALE_STREAM_SECONDS", default=30.0)
+# How long the event log of a finished answer stays readable for late subscribers (Redis mode).
+CHAT_STREAM_RETENTION_SECONDS = env.int("CHAT_STREAM_RETENTION_SECONDS", default=300)
+# Length cap of one answer's Redis Stream (XADD MAXLEN ~); a follower that falls further behind
+# gets a fresh snapshot.
+CHAT_STREAM_MAXLEN = env.int("CHAT_STREAM_MAXLEN", default=10_000)
+# How many messages of the branch go to the provider as context (newest kept).
+CHAT_HISTORY_MESSAGES = env.int("CHAT_HISTORY_MESSAGES", default=100)
+# Name of a provider config that writes conversation titles; empty: the first words of the chat.
+CHAT_TITLE_PROVIDER = env.str("CHAT_TITLE_PROVIDER", default="")

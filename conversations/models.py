@@ -11,10 +11,18 @@ class Conversation(models.Model):
     )
     title = models.CharField(max_length=200, blank=True, default="")
     provider_config = models.ForeignKey(
-        "providers.ProviderConfig", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "providers.ProviderConfig",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
     fallback_chain = models.ForeignKey(
-        "providers.FallbackChain", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "providers.FallbackChain",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
     model = models.CharField(max_length=200, blank=True, default="")
     system_prompt = models.TextField(blank=True, default="")
@@ -52,7 +60,9 @@ class Message(models.Model):
         INTERRUPTED = "interrupted"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
     )

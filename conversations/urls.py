@@ -3,5 +3,35 @@ from django.urls import path
 from conversations import views
 
 urlpatterns = [
-    path("", views.chat, name="chat"),
+    path("", views.chat_new, name="chat"),
+    path("send/", views.conversation_send, name="chat_send"),
+    path("conversations/", views.conversation_list, name="conversation_list"),
+    path("history/", views.history, name="history"),
+    path("export.json", views.export_all, name="export_all"),
+    path("import/", views.conversation_import, name="import"),
+    path("c/<uuid:conversation_id>/", views.conversation_detail, name="conversation"),
+    path("c/<uuid:conversation_id>/send/", views.conversation_send, name="conversation_send"),
+    path(
+        "c/<uuid:conversation_id>/settings/",
+        views.conversation_settings,
+        name="conversation_settings",
+    ),
+    path("c/<uuid:conversation_id>/rename/", views.conversation_rename, name="conversation_rename"),
+    path(
+        "c/<uuid:conversation_id>/archive/", views.conversation_archive, name="conversation_archive"
+    ),
+    path("c/<uuid:conversation_id>/delete/", views.conversation_delete, name="conversation_delete"),
+    path("c/<uuid:conversation_id>/switch/", views.conversation_switch, name="conversation_switch"),
+    path(
+        "c/<uuid:conversation_id>/export.json",
+        views.conversation_export,
+        {"fmt": "json"},
+        name="conversation_export_json",
+    ),
+    path(
+        "c/<uuid:conversation_id>/export.md",
+        views.conversation_export,
+        {"fmt": "markdown"},
+        name="conversation_export_markdown",
+    ),
 ]

@@ -1,5 +1,387 @@
-from django.shortcuts import render
+"""The chat pages. Thin: each view validates input, calls one selector or service, renders.
+
+Every page works without JavaScript (links and form posts); static/chat.js adds the live stream
+and the conveniences on top of the same markup.
+"""
+
+import logging
+import uuid
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.contrib import messages as flash
+from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.text import slugify
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from conversations import selectors, services
+from conversations.forms import (
+    ComposerForm,
+    ConversationSettingsForm,
+    ImportForm,
+    RenameForm,
+    SearchForm,
+    default_target_value,
+    target_value,
+)
+from conversations.models import Conversation, Message
+from conversations.rendering import render_markdown
+from conversations.search import SearchFilters, search_for_user
+from conversations.transfer import (
+    TransferError,
+    conversation_export_json,
+    conversation_export_markdown,
+    conversations_export_all,
+    conversations_import,
+)
+from providers.models import FallbackChain, ProviderConfig
+from providers.selectors import provider_targets_for_picker
+
+logger = logging.getLogger(__name__)
+
+# Statuses whose text is final: rendered as Markdown. A streaming answer is shown as plain text
+# until its `message.done` arrives (or the page is reloaded after it ended).
+FINAL_STATUSES = {
+    Message.Status.COMPLETE,
+    Message.Status.STOPPED,
+    Message.Status.ERROR,
+    Message.Status.INTERRUPTED,
+}
 
 
-def chat(request):
-    return render(request, "conversations/chat.html")
+def _uuid(value: str | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value) if value else None
+    except ValueError:
+        return None
+
+
+def _conversation_or_404(request, conversation_id: uuid.UUID) -> Conversation:
+    try:
+        return selectors.conversation_for_page(user=request.user, conversation_id=conversation_id)
+    except Conversation.DoesNotExist:
+        raise Http404("No such conversation.") from None
+
+
+def _message_views(page: selectors.BranchPage) -> list[dict[str, Any]]:
+    views = []
+    for item in page.items:
+        message = item.message
+        rendered = message.role == Message.Role.ASSISTANT and message.status in FINAL_STATUSES
+        views.append(
+            {
+                "message": message,
+                "siblings": item.siblings,
+                "html": render_markdown(message.content) if rendered else None,
+            }
+        )
+    return views
+
+
+def _settings_initial(conversation: Conversation | None, targets: list[dict]) -> dict[str, Any]:
+    if conversation is None:
+        return {"target": default_target_value(targets)}
+    name = ""
+    if conversation.provider_config_id and conversation.provider_config:
+        name = conversation.provider_config.name
+    elif conversation.fallback_chain_id and conversation.fallback_chain:
+        name = conversation.fallback_chain.name
+    options = conversation.options or {}
+    return {
+        "target": target_value(name=name, model=conversation.model)
+        if name
+        else default_target_value(targets),
+        "temperature": options.get("temperature"),
+        "max_tokens": options.get("max_tokens"),
+        "system": conversation.system_prompt,
+    }
+
+
+def _chat_page(request, *, conversation: Conversation | None, page=None, form=None, status=200):
+    targets = provider_targets_for_picker()
+    if form is None:
+        form = ComposerForm(targets=targets, initial=_settings_initial(conversation, targets))
+    page = page or selectors.BranchPage(items=[], has_older=False, is_tail=True)
+    items = _message_views(page)
+    streaming = next(
+        (view["message"] for view in items if view["message"].status == Message.Status.STREAMING),
+        None,
+    )
+    context = {
+        "conversation": conversation,
+        "sidebar": selectors.conversation_sidebar_page(user=request.user),
+        "items": items,
+        "page": page,
+        "form": form,
+        "has_providers": bool(targets),
+        "streaming_message": streaming,
+        "last_message": items[-1]["message"] if items else None,
+    }
+    return render(request, "conversations/chat.html", context, status=status)
+
+
+@require_GET
+def chat_new(request):
+    return _chat_page(request, conversation=None)
+
+
+@require_GET
+def conversation_detail(request, conversation_id: uuid.UUID):
+    conversation = _conversation_or_404(request, conversation_id)
+    before = _uuid(request.GET.get("before"))
+    around = _uuid(request.GET.get("m"))
+    page = selectors.message_branch_page(conversation=conversation, before=before, around=around)
+    if request.GET.get("fragment") == "1":
+        # The script's "older messages" request: just the page of messages.
+        return render(
+            request,
+            "conversations/_messages.html",
+            {"conversation": conversation, "items": _message_views(page), "page": page},
+        )
+    return _chat_page(request, conversation=conversation, page=page)
+
+
+@require_GET
+def conversation_list(request):
+    archived = request.GET.get("archived") == "1"
+    sidebar = selectors.conversation_sidebar_page(
+        user=request.user, archived=archived, cursor=request.GET.get("cursor") or None
+    )
+    template = (
+        "conversations/_sidebar_items.html"
+        if request.GET.get("fragment") == "1"
+        else "conversations/list.html"
+    )
+    return render(request, template, {"sidebar": sidebar, "archived": archived})
+
+
+def _run_to_completion():
+    """The engine's one-shot generation, when it exists (it lives in services)."""
+    return getattr(services, "generation_run_to_completion", None)
+
+
+def _resolve_target(name: str) -> dict[str, Any]:
+    config = ProviderConfig.objects.filter(name=name, enabled=True).first()
+    if config is not None:
+        return {"provider_config": config, "fallback_chain": None}
+    chain = FallbackChain.objects.filter(name=name, enabled=True).first()
+    if chain is not None:
+        return {"provider_config": None, "fallback_chain": chain}
+    return {"provider_config": None, "fallback_chain": None}
+
+
+@require_POST
+async def conversation_send(request, conversation_id: uuid.UUID | None = None):
+    """The no-JavaScript way to chat: a normal form post that returns when the answer is
+    complete (the script sends over the WebSocket instead and never posts here)."""
+    user = await request.auser()
+    conversation = None
+    if conversation_id is not None:
+        try:
+            conversation = await sync_to_async(selectors.conversation_for_page)(
+                user=user, conversation_id=conversation_id
+            )
+        except Conversation.DoesNotExist:
+            raise Http404("No such conversation.") from None
+    targets = await sync_to_async(provider_targets_for_picker)()
+    form = ComposerForm(request.POST, targets=targets)
+    run = _run_to_completion()
+    if not form.is_valid() or run is None:
+        if run is None:
+            form.add_error(None, "Sending without JavaScript is not available on this server.")
+        return await sync_to_async(_render_send_error)(request, conversation, form)
+    target = form.cleaned_data["target"]
+    try:
+        result = await run(
+            user=user,
+            conversation=conversation,
+            parent=form.cleaned_data.get("parent"),
+            content=form.cleaned_data["content"],
+            provider=target[0] if target else None,
+            model=(target[1] or None) if target else None,
+            options=form.options(),
+        )
+    except ValueError as exc:
+        form.add_error(None, str(exc))
+        return await sync_to_async(_render_send_error)(request, conversation, form)
+    conversation_id = getattr(result, "conversation_id", None) or getattr(result, "id", None)
+    if conversation_id is None and conversation is not None:
+        conversation_id = conversation.id
+    return redirect("conversation", conversation_id=conversation_id)
+
+
+def _render_send_error(request, conversation, form):
+    page = selectors.message_branch_page(conversation=conversation) if conversation else None
+    return _chat_page(request, conversation=conversation, page=page, form=form, status=400)
+
+
+@require_POST
+def conversation_settings(request, conversation_id: uuid.UUID):
+    conversation = _conversation_or_404(request, conversation_id)
+    form = ConversationSettingsForm(request.POST, targets=provider_targets_for_picker())
+    if not form.is_valid():
+        return HttpResponse(
+            "; ".join(error for errors in form.errors.values() for error in errors), status=400
+        )
+    target = form.cleaned_data["target"]
+    links = _resolve_target(target[0]) if target else {}
+    services.conversation_update_settings(
+        conversation=conversation,
+        provider_config=links.get("provider_config"),
+        fallback_chain=links.get("fallback_chain"),
+        model=target[1] if target else "",
+        system_prompt=form.cleaned_data["system"],
+        temperature=form.cleaned_data["temperature"],
+        max_tokens=form.cleaned_data["max_tokens"],
+    )
+    if request.headers.get("Accept") == "application/json":
+        return HttpResponse(status=204)
+    flash.success(request, "Settings saved.")
+    return redirect("conversation", conversation_id=conversation.id)
+
+
+@require_http_methods(["GET", "POST"])
+def conversation_rename(request, conversation_id: uuid.UUID):
+    conversation = _conversation_or_404(request, conversation_id)
+    form = RenameForm(request.POST or None, initial={"title": conversation.title})
+    if request.method == "POST" and form.is_valid():
+        services.conversation_rename(conversation=conversation, title=form.cleaned_data["title"])
+        return redirect("conversation", conversation_id=conversation.id)
+    return render(
+        request,
+        "conversations/rename.html",
+        {"conversation": conversation, "form": form},
+        status=400 if form.errors else 200,
+    )
+
+
+@require_POST
+def conversation_archive(request, conversation_id: uuid.UUID):
+    conversation = _conversation_or_404(request, conversation_id)
+    archived = request.POST.get("archived", "1") == "1"
+    services.conversation_set_archived(conversation=conversation, archived=archived)
+    if archived:
+        flash.success(request, f"Archived “{conversation.title or 'Untitled'}”.")
+        return redirect("chat")
+    return redirect("conversation", conversation_id=conversation.id)
+
+
+@require_http_methods(["GET", "POST"])
+def conversation_delete(request, conversation_id: uuid.UUID):
+    conversation = _conversation_or_404(request, conversation_id)
+    if request.method == "POST":
+        title = conversation.title or "Untitled"
+        services.conversation_delete(conversation=conversation)
+        flash.success(request, f"Deleted “{title}”.")
+        return redirect("chat")
+    return render(request, "conversations/delete.html", {"conversation": conversation})
+
+
+@require_POST
+def conversation_switch(request, conversation_id: uuid.UUID):
+    """A sibling arrow: show the branch through another version of a message."""
+    conversation = _conversation_or_404(request, conversation_id)
+    message_id = _uuid(request.POST.get("message"))
+    message = (
+        Message.objects.filter(id=message_id, conversation=conversation).first()
+        if message_id
+        else None
+    )
+    if message is None:
+        raise Http404("No such message in this conversation.")
+    services.conversation_switch_branch(conversation=conversation, message=message)
+    url = reverse("conversation", kwargs={"conversation_id": conversation.id})
+    return redirect(f"{url}#m-{message.id}")
+
+
+def _download_name(conversation: Conversation, extension: str) -> str:
+    stem = slugify(conversation.title)[:60] or "conversation"
+    return f"{stem}-{str(conversation.id)[:8]}.{extension}"
+
+
+@require_GET
+def conversation_export(request, conversation_id: uuid.UUID, fmt: str):
+    conversation = _conversation_or_404(request, conversation_id)
+    if fmt == "json":
+        body = conversation_export_json(conversation=conversation)
+        content_type = "application/json; charset=utf-8"
+    else:
+        branch = selectors.message_branch(conversation=conversation)
+        body = conversation_export_markdown(conversation=conversation, branch=branch)
+        content_type = "text/markdown; charset=utf-8"
+    response = HttpResponse(body, content_type=content_type)
+    response["Content-Disposition"] = (
+        f'attachment; filename="{_download_name(conversation, "md" if fmt == "markdown" else fmt)}"'
+    )
+    return response
+
+
+@require_GET
+async def export_all(request):
+    """All of the user's conversations as one JSON file, streamed batch by batch."""
+    user = await request.auser()
+    pieces = conversations_export_all(user=user)
+    next_piece = sync_to_async(next)
+
+    async def stream():
+        while (piece := await next_piece(pieces, None)) is not None:
+            yield piece.encode()
+
+    response = StreamingHttpResponse(stream(), content_type="application/json; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="conversations.json"'
+    return response
+
+
+@require_http_methods(["GET", "POST"])
+def conversation_import(request):
+    form = ImportForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            created = conversations_import(user=request.user, raw=form.cleaned_data["file"].read())
+        except TransferError as exc:
+            form.add_error("file", str(exc))
+        else:
+            count = len(created)
+            flash.success(request, f"Imported {count} conversation{'s' if count != 1 else ''}.")
+            if count == 1:
+                return redirect("conversation", conversation_id=created[0].id)
+            return redirect("chat")
+    return render(
+        request, "conversations/import.html", {"form": form}, status=400 if form.errors else 200
+    )
+
+
+@require_GET
+def history(request):
+    form = SearchForm(request.GET or None)
+    hits = []
+    searched = False
+    if form.is_valid() and form.cleaned_data["q"].strip():
+        searched = True
+        data = form.cleaned_data
+        hits = search_for_user(
+            user=request.user,
+            query=data["q"],
+            filters=SearchFilters(
+                provider=data["provider"],
+                model=data["model"],
+                since=data["since"],
+                until=data["until"],
+            ),
+        )
+    targets = provider_targets_for_picker()
+    return render(
+        request,
+        "conversations/history.html",
+        {
+            "form": form,
+            "hits": hits,
+            "searched": searched,
+            "provider_names": [target["name"] for target in targets],
+            "model_names": sorted({model for target in targets for model in target["models"]}),
+            "sidebar": selectors.conversation_sidebar_page(user=request.user),
+        },
+        status=400 if form.errors else 200,
+    )

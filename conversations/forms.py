@@ -1,0 +1,137 @@
+"""Forms of the chat pages: they validate what a plain HTML form (or the script) posts."""
+
+from typing import Any
+
+from django import forms
+
+# An upload is read into memory to be parsed; anything bigger is not one of our exports.
+IMPORT_MAX_BYTES = 20 * 1024 * 1024
+CONTENT_MAX_LENGTH = 100_000
+
+
+def target_value(*, name: str, model: str) -> str:
+    """The picker's option value: provider name and model in one field, so one <select> works
+    without JavaScript. Names are slugs (no colon); models may contain colons."""
+    return f"{name}:{model}"
+
+
+def target_choices(targets: list[dict[str, Any]]) -> list:
+    """<optgroup>s of the picker: one per enabled provider config or chain."""
+    choices = []
+    for target in targets:
+        models = target["models"] or [target["default_model"]]
+        options = [
+            (target_value(name=target["name"], model=model), model or "default model")
+            for model in models
+        ]
+        choices.append((target["label"], options))
+    return choices
+
+
+def default_target_value(targets: list[dict[str, Any]]) -> str:
+    for target in targets:
+        if target["is_default"]:
+            return target_value(name=target["name"], model=target["default_model"])
+    if targets:
+        return target_value(name=targets[0]["name"], model=targets[0]["default_model"])
+    return ""
+
+
+class ConversationSettingsForm(forms.Form):
+    target = forms.ChoiceField(label="Model", required=False)
+    temperature = forms.FloatField(
+        label="Temperature", required=False, min_value=0.0, max_value=2.0,
+        widget=forms.NumberInput(attrs={"step": "0.1", "placeholder": "default"}),
+    )  # fmt: skip
+    max_tokens = forms.IntegerField(
+        label="Max tokens", required=False, min_value=1, max_value=1_000_000,
+        widget=forms.NumberInput(attrs={"placeholder": "default"}),
+    )  # fmt: skip
+    system = forms.CharField(
+        label="System prompt",
+        required=False,
+        max_length=CONTENT_MAX_LENGTH,
+        widget=forms.Textarea(
+            attrs={"rows": 3, "placeholder": "How the assistant should behave in this chat"}
+        ),
+    )
+
+    def __init__(self, *args, targets: list[dict[str, Any]], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.targets = targets
+        self.fields["target"].choices = target_choices(targets)
+
+    def clean_target(self) -> tuple[str, str] | None:
+        value = self.cleaned_data.get("target") or ""
+        if not value:
+            return None
+        name, _, model = value.partition(":")
+        return name, model
+
+    def options(self) -> dict[str, Any]:
+        """The `options` of a chat.send: only what the user set."""
+        data = self.cleaned_data
+        options: dict[str, Any] = {}
+        if data.get("temperature") is not None:
+            options["temperature"] = data["temperature"]
+        if data.get("max_tokens") is not None:
+            options["max_tokens"] = data["max_tokens"]
+        if data.get("system"):
+            options["system"] = data["system"]
+        return options
+
+
+class ComposerForm(ConversationSettingsForm):
+    content = forms.CharField(
+        label="Message",
+        max_length=CONTENT_MAX_LENGTH,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 1, "placeholder": "Send a message"}),
+    )
+    parent = forms.UUIDField(required=False, widget=forms.HiddenInput)
+
+    field_order = ["content", "parent", "target", "temperature", "max_tokens", "system"]
+
+    def clean_content(self) -> str:
+        content = self.cleaned_data["content"]
+        if not content.strip():
+            raise forms.ValidationError("Write a message first.")
+        return content
+
+
+class RenameForm(forms.Form):
+    title = forms.CharField(label="Title", max_length=200)
+
+
+class ImportForm(forms.Form):
+    file = forms.FileField(
+        label="Conversation file",
+        help_text="A JSON export from this site, or a JSON object with an OpenAI-style "
+        '"messages" list.',
+    )
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if upload.size > IMPORT_MAX_BYTES:
+            raise forms.ValidationError(
+                f"The file is larger than {IMPORT_MAX_BYTES // (1024 * 1024)} MB."
+            )
+        return upload
+
+
+class SearchForm(forms.Form):
+    q = forms.CharField(label="Search", required=False, max_length=200)
+    provider = forms.CharField(label="Provider", required=False, max_length=64)
+    model = forms.CharField(label="Model", required=False, max_length=200)
+    since = forms.DateField(
+        label="From", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    until = forms.DateField(
+        label="To", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+
+    def clean(self):
+        data = super().clean()
+        if data.get("since") and data.get("until") and data["since"] > data["until"]:
+            raise forms.ValidationError("The start date is after the end date.")
+        return data

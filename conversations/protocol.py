@@ -1,0 +1,221 @@
+"""Client frames of the /ws/chat/ protocol: parsing and validation (see docs/protocol.md).
+
+Every frame from a browser is untrusted: each field is checked for presence, type and size here,
+before anything touches the database, and every failure is a ChatError with its own code.
+Unknown fields are ignored so that newer clients keep working with this server.
+"""
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+
+from conversations.errors import ChatError
+
+MAX_REQUEST_ID_LENGTH = 100
+MAX_NAME_LENGTH = 200
+MAX_TOKENS_LIMIT = 1_000_000
+
+
+@dataclass(frozen=True)
+class ChatSend:
+    conversation: uuid.UUID | None
+    parent: uuid.UUID | None
+    content: str
+    provider: str | None = None
+    model: str | None = None
+    # temperature / max_tokens, only the ones the client sent.
+    options: dict[str, Any] = field(default_factory=dict)
+    system: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ChatStop:
+    message: uuid.UUID
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ChatSubscribe:
+    conversation: uuid.UUID
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ChatRegenerate:
+    message: uuid.UUID
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ChatEdit:
+    message: uuid.UUID
+    content: str
+    request_id: str | None = None
+
+
+ClientFrame = ChatSend | ChatStop | ChatSubscribe | ChatRegenerate | ChatEdit
+
+
+def max_frame_chars() -> int:
+    # JSON may escape one character of content as six (\uXXXX); room for the other fields too.
+    return settings.CHAT_MAX_CONTENT_BYTES * 6 + 16_384
+
+
+def frame_decode(text: str | None, binary: bytes | None = None) -> dict[str, Any]:
+    """The JSON object of one WebSocket frame, or ChatError."""
+    if text is None:
+        raise ChatError("bad_frame", "Frames must be JSON text, not binary.")
+    if len(text) > max_frame_chars():
+        raise ChatError("too_large", "The frame is too large.")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise ChatError("bad_json", "The frame is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise ChatError("bad_frame", "A frame must be a JSON object.")
+    return data
+
+
+def request_id_of(data: dict[str, Any]) -> str | None:
+    """The frame's request_id when it is usable, so even an error about the frame can carry it."""
+    value = data.get("request_id")
+    if isinstance(value, str) and len(value) <= MAX_REQUEST_ID_LENGTH:
+        return value
+    return None
+
+
+def frame_parse(data: dict[str, Any]) -> ClientFrame:
+    kind = data.get("type")
+    if not isinstance(kind, str):
+        raise ChatError("bad_frame", "A frame needs a string `type`.")
+    parser = _PARSERS.get(kind)
+    if parser is None:
+        raise ChatError("unknown_type", f"Unknown frame type {kind[:40]!r}.")
+    if "request_id" in data and data["request_id"] is not None:
+        value = data["request_id"]
+        if not isinstance(value, str) or len(value) > MAX_REQUEST_ID_LENGTH:
+            raise ChatError(
+                "invalid", f"`request_id` must be a string of at most {MAX_REQUEST_ID_LENGTH}."
+            )
+    return parser(data)
+
+
+def _parse_send(data: dict[str, Any]) -> ChatSend:
+    options, system = _options(data.get("options"))
+    return ChatSend(
+        conversation=_uuid(data, "conversation", optional=True),
+        parent=_uuid(data, "parent", optional=True),
+        content=_content(data, "content"),
+        provider=_name(data, "provider"),
+        model=_name(data, "model"),
+        options=options,
+        system=system,
+        request_id=request_id_of(data),
+    )
+
+
+def _parse_stop(data: dict[str, Any]) -> ChatStop:
+    return ChatStop(message=_uuid(data, "message"), request_id=request_id_of(data))
+
+
+def _parse_subscribe(data: dict[str, Any]) -> ChatSubscribe:
+    return ChatSubscribe(conversation=_uuid(data, "conversation"), request_id=request_id_of(data))
+
+
+def _parse_regenerate(data: dict[str, Any]) -> ChatRegenerate:
+    return ChatRegenerate(message=_uuid(data, "message"), request_id=request_id_of(data))
+
+
+def _parse_edit(data: dict[str, Any]) -> ChatEdit:
+    return ChatEdit(
+        message=_uuid(data, "message"),
+        content=_content(data, "content"),
+        request_id=request_id_of(data),
+    )
+
+
+_PARSERS = {
+    "chat.send": _parse_send,
+    "chat.stop": _parse_stop,
+    "chat.subscribe": _parse_subscribe,
+    "chat.regenerate": _parse_regenerate,
+    "chat.edit": _parse_edit,
+}
+
+
+def _uuid(data: dict[str, Any], name: str, *, optional: bool = False) -> uuid.UUID | None:
+    value = data.get(name)
+    if value is None:
+        if optional:
+            return None
+        raise ChatError("invalid", f"`{name}` is required.")
+    if not isinstance(value, str):
+        raise ChatError("invalid", f"`{name}` must be an id (a UUID string).")
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise ChatError("invalid", f"`{name}` must be an id (a UUID string).") from None
+
+
+def _text_within_limit(value: str, name: str) -> str:
+    if len(value.encode("utf-8", "surrogatepass")) > settings.CHAT_MAX_CONTENT_BYTES:
+        raise ChatError(
+            "too_large", f"`{name}` is longer than {settings.CHAT_MAX_CONTENT_BYTES} bytes."
+        )
+    return value
+
+
+def _content(data: dict[str, Any], name: str) -> str:
+    value = data.get(name)
+    if not isinstance(value, str):
+        raise ChatError("invalid", f"`{name}` must be a string.")
+    _text_within_limit(value, name)
+    if not value.strip():
+        raise ChatError("invalid", f"`{name}` must not be empty.")
+    if "\x00" in value:
+        raise ChatError("invalid", f"`{name}` must not contain NUL characters.")
+    return value
+
+
+def _name(data: dict[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > MAX_NAME_LENGTH:
+        raise ChatError("invalid", f"`{name}` must be a string of at most {MAX_NAME_LENGTH}.")
+    return value
+
+
+def _options(value: Any) -> tuple[dict[str, Any], str | None]:
+    if value is None:
+        return {}, None
+    if not isinstance(value, dict):
+        raise ChatError("invalid", "`options` must be an object.")
+    unknown = set(value) - {"temperature", "max_tokens", "system"}
+    if unknown:
+        raise ChatError("invalid", f"Unknown option {sorted(unknown)[0][:40]!r}.")
+    options: dict[str, Any] = {}
+    temperature = value.get("temperature")
+    if temperature is not None:
+        if isinstance(temperature, bool) or not isinstance(temperature, int | float):
+            raise ChatError("invalid", "`options.temperature` must be a number.")
+        if not 0 <= temperature <= 2:
+            raise ChatError("invalid", "`options.temperature` must be between 0 and 2.")
+        options["temperature"] = float(temperature)
+    max_tokens = value.get("max_tokens")
+    if max_tokens is not None:
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
+            raise ChatError("invalid", "`options.max_tokens` must be an integer.")
+        if not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
+            raise ChatError("invalid", f"`options.max_tokens` must be 1 to {MAX_TOKENS_LIMIT}.")
+        options["max_tokens"] = max_tokens
+    system = value.get("system")
+    if system is not None:
+        if not isinstance(system, str):
+            raise ChatError("invalid", "`options.system` must be a string.")
+        _text_within_limit(system, "options.system")
+    return options, system

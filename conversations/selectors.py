@@ -1,0 +1,280 @@
+"""Reads for conversations and messages (sync; call through database_sync_to_async from async).
+
+Every lookup by id that serves a user takes that user and returns None for someone else's row,
+so no caller can forget the ownership check.
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection
+from django.db.models import Q
+
+from conversations.models import Conversation, Message
+
+
+def conversation_get_for_user(
+    *, user: AbstractBaseUser, conversation_id: uuid.UUID
+) -> Conversation | None:
+    return Conversation.objects.filter(pk=conversation_id, owner=user).first()
+
+
+def message_get_for_user(*, user: AbstractBaseUser, message_id: uuid.UUID) -> Message | None:
+    return (
+        Message.objects.select_related("conversation")
+        .filter(pk=message_id, conversation__owner=user)
+        .first()
+    )
+
+
+def message_branch_list(*, leaf_id: uuid.UUID, limit: int) -> list[Message]:
+    """The branch ending at `leaf_id`, root first, at most the `limit` newest messages.
+
+    One recursive query walks the parent links, instead of one query per ancestor and instead of
+    loading the whole conversation tree.
+    """
+    table = Message._meta.db_table
+    query = f"""
+        WITH RECURSIVE branch(id, parent_id, depth) AS (
+            SELECT id, parent_id, 0 FROM {table} WHERE id = %s
+            UNION ALL
+            SELECT m.id, m.parent_id, branch.depth + 1
+            FROM {table} m JOIN branch ON m.id = branch.parent_id
+            WHERE branch.depth + 1 < %s
+        )
+        SELECT m.* FROM {table} m JOIN branch ON m.id = branch.id ORDER BY branch.depth DESC
+    """
+    leaf = Message._meta.pk.get_db_prep_value(leaf_id, connection)
+    return list(Message.objects.raw(query, [leaf, limit]))
+
+
+def message_list_streaming(*, conversation_id: uuid.UUID) -> list[Message]:
+    return list(
+        Message.objects.filter(
+            conversation_id=conversation_id, status=Message.Status.STREAMING
+        ).order_by("created_at")
+    )
+
+
+def message_ids_stale_streaming(*, saved_before: datetime) -> list[uuid.UUID]:
+    """`streaming` answers whose last checkpoint is older than `saved_before`."""
+    return list(
+        Message.objects.filter(
+            status=Message.Status.STREAMING, checkpointed_at__lt=saved_before
+        ).values_list("pk", flat=True)[:500]
+    )
+
+
+def message_count_streaming_for_user(*, user: AbstractBaseUser) -> int:
+    return Message.objects.filter(conversation__owner=user, status=Message.Status.STREAMING).count()
+
+
+# --- Reads for the chat pages (sidebar, branch pages, sibling arrows) ---------------------------
+
+SIDEBAR_PAGE_SIZE = 50
+BRANCH_PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class SidebarPage:
+    conversations: list[Conversation]
+    # Opaque keyset cursor for the next (older) page, None on the last page.
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class SiblingPosition:
+    index: int  # 1-based, in creation order
+    count: int
+    previous_id: uuid.UUID | None
+    next_id: uuid.UUID | None
+
+
+@dataclass(frozen=True)
+class BranchItem:
+    message: Message
+    siblings: SiblingPosition
+
+
+@dataclass(frozen=True)
+class BranchPage:
+    items: list[BranchItem]  # oldest first
+    has_older: bool
+    # False when the page ends above the branch's leaf (opened at an old search hit).
+    is_tail: bool
+
+
+def _sidebar_cursor(conversation: Conversation) -> str:
+    return f"{conversation.updated_at.isoformat()}~{conversation.id}"
+
+
+def _parse_sidebar_cursor(cursor: str) -> tuple[datetime, uuid.UUID] | None:
+    stamp, _, ident = cursor.partition("~")
+    try:
+        parsed = datetime.fromisoformat(stamp)
+        return parsed, uuid.UUID(ident)
+    except ValueError:
+        return None
+
+
+def conversation_sidebar_page(
+    *, user, archived: bool = False, cursor: str | None = None, limit: int = SIDEBAR_PAGE_SIZE
+) -> SidebarPage:
+    """One page of the user's conversations, newest activity first, in one query.
+
+    Keyset pagination on (updated_at, id) rather than OFFSET: a page costs the same whether it is
+    the first or the hundredth, and conversations moving to the top do not shift later pages.
+    """
+    queryset = Conversation.objects.filter(owner=user, archived=archived).only(
+        "id", "title", "updated_at", "archived", "owner_id"
+    )
+    position = _parse_sidebar_cursor(cursor) if cursor else None
+    if position is not None:
+        stamp, ident = position
+        queryset = queryset.filter(Q(updated_at__lt=stamp) | Q(updated_at=stamp, id__lt=ident))
+    rows = list(queryset.order_by("-updated_at", "-id")[: limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return SidebarPage(conversations=rows, next_cursor=_sidebar_cursor(rows[-1]) if more else None)
+
+
+def conversation_for_page(*, user, conversation_id: uuid.UUID) -> Conversation:
+    """The user's conversation with its provider links; raises Conversation.DoesNotExist for
+    anyone else's id, so a guessed id looks exactly like a missing one."""
+    return Conversation.objects.select_related("provider_config", "fallback_chain").get(
+        id=conversation_id, owner=user
+    )
+
+
+def message_newest_leaf_under(
+    *, conversation: Conversation, message_id: uuid.UUID
+) -> uuid.UUID | None:
+    """The newest leaf below (or at) a message of this conversation, or None. A child is always
+    newer than its parent, so the newest message of a subtree is one of its leaves."""
+    from django.db import connection
+
+    table = Message._meta.db_table
+    query = f"""
+        WITH RECURSIVE sub(id) AS (
+            SELECT id FROM {table} WHERE id = %s AND conversation_id = %s
+            UNION ALL
+            SELECT m.id FROM {table} m JOIN sub ON m.parent_id = sub.id
+        )
+        SELECT m.id FROM {table} m JOIN sub ON m.id = sub.id ORDER BY m.created_at DESC LIMIT 1
+    """
+    pk = Message._meta.pk
+    with connection.cursor() as cursor:
+        cursor.execute(
+            query,
+            [pk.get_db_prep_value(message_id, connection),
+             pk.get_db_prep_value(conversation.pk, connection)],
+        )  # fmt: skip
+        row = cursor.fetchone()
+    return uuid.UUID(str(row[0])) if row else None
+
+
+def message_leaf_for_conversation(*, conversation: Conversation) -> uuid.UUID | None:
+    """The leaf of the branch the user looks at: the stored pointer, else the newest message."""
+    if conversation.current_leaf_id:
+        return conversation.current_leaf_id
+    newest = (
+        Message.objects.filter(conversation=conversation)
+        .order_by("-created_at")
+        .values_list("id", flat=True)
+        .first()
+    )
+    return newest
+
+
+def _sibling_positions(
+    *, conversation: Conversation, messages: list[Message]
+) -> dict[uuid.UUID, SiblingPosition]:
+    parents = {message.parent_id for message in messages}
+    condition = Q(parent_id__in=[parent for parent in parents if parent is not None])
+    if None in parents:
+        condition |= Q(parent__isnull=True)
+    groups: dict[uuid.UUID | None, list[uuid.UUID]] = {}
+    for ident, parent in (
+        Message.objects.filter(condition, conversation=conversation)
+        .order_by("created_at", "id")
+        .values_list("id", "parent_id")
+    ):
+        groups.setdefault(parent, []).append(ident)
+    positions = {}
+    for message in messages:
+        group = groups.get(message.parent_id) or [message.id]
+        index = group.index(message.id) if message.id in group else 0
+        positions[message.id] = SiblingPosition(
+            index=index + 1,
+            count=len(group),
+            previous_id=group[index - 1] if index > 0 else None,
+            next_id=group[index + 1] if index + 1 < len(group) else None,
+        )
+    return positions
+
+
+def _branch_page(
+    *, conversation: Conversation, rows: list[Message], limit: int, is_tail: bool
+) -> BranchPage:
+    # `rows` is root-first and holds up to limit + 1 messages: the extra one only says that
+    # there is more above.
+    has_older = len(rows) > limit
+    page = rows[-limit:] if has_older else rows
+    positions = _sibling_positions(conversation=conversation, messages=page)
+    return BranchPage(
+        items=[BranchItem(message=m, siblings=positions[m.id]) for m in page],
+        has_older=has_older,
+        is_tail=is_tail,
+    )
+
+
+def message_branch_page(
+    *,
+    conversation: Conversation,
+    before: uuid.UUID | None = None,
+    around: uuid.UUID | None = None,
+    limit: int = BRANCH_PAGE_SIZE,
+) -> BranchPage:
+    """One page of a branch, oldest first, in a constant number of queries (at most four).
+
+    - no argument: the newest `limit` messages of the current branch (ending at its leaf);
+    - `before`: the `limit` messages above that message (scrolling up);
+    - `around`: the branch through that message (e.g. a search hit on another branch), ending
+      at the newest leaf below it, or at the message itself when it is further up than a page.
+    Ids from another conversation give an empty page.
+    """
+    empty = BranchPage(items=[], has_older=False, is_tail=True)
+    if before is not None:
+        parent_id = (
+            Message.objects.filter(pk=before, conversation=conversation)
+            .values_list("parent_id", flat=True)
+            .first()
+        )
+        if parent_id is None:
+            return BranchPage(items=[], has_older=False, is_tail=False)
+        rows = message_branch_list(leaf_id=parent_id, limit=limit + 1)
+        return _branch_page(conversation=conversation, rows=rows, limit=limit, is_tail=False)
+    if around is not None:
+        leaf = message_newest_leaf_under(conversation=conversation, message_id=around)
+        if leaf is None:
+            return empty
+        rows = message_branch_list(leaf_id=leaf, limit=limit + 1)
+        if any(row.id == around for row in rows[-limit:]):
+            return _branch_page(conversation=conversation, rows=rows, limit=limit, is_tail=True)
+        rows = message_branch_list(leaf_id=around, limit=limit + 1)
+        return _branch_page(conversation=conversation, rows=rows, limit=limit, is_tail=False)
+    leaf = message_leaf_for_conversation(conversation=conversation)
+    if leaf is None:
+        return empty
+    rows = message_branch_list(leaf_id=leaf, limit=limit + 1)
+    return _branch_page(conversation=conversation, rows=rows, limit=limit, is_tail=True)
+
+
+def message_branch(*, conversation: Conversation) -> list[Message]:
+    """The whole current branch, root first (for exports, never for pages)."""
+    leaf = message_leaf_for_conversation(conversation=conversation)
+    if leaf is None:
+        return []
+    return message_branch_list(leaf_id=leaf, limit=10**9)

@@ -1,0 +1,325 @@
+"""Writes for conversations and messages (sync; call through database_sync_to_async from async).
+
+Starting an exchange (send, regenerate, edit) is one transaction: ownership checks, the per-user
+limit on running answers, the user message and the assistant placeholder all succeed or fail
+together, so no half-written exchange is ever visible.
+"""
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from conversations.errors import ChatError
+from conversations.models import Conversation, Message
+from conversations.protocol import ChatSend
+from conversations.selectors import message_branch_list, message_count_streaming_for_user
+from providers.errors import ProviderError
+from providers.models import FallbackChain, ProviderConfig
+from providers.selectors import (
+    provider_config_default_model,
+    provider_config_models,
+    provider_target_get,
+)
+from providers.types import Messages
+
+NOT_FOUND = "No such conversation or message."
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """What the engine needs to run one answer; returned once the rows are committed."""
+
+    conversation: Conversation
+    conversation_created: bool
+    # None for a regenerated answer (its user message already exists).
+    user_message: Message | None
+    assistant_message: Message
+    target: ProviderConfig | FallbackChain
+    model: str | None
+    options: dict[str, Any] = field(default_factory=dict)
+    history: Messages = field(default_factory=list)
+    # The first user message, when the conversation has no title yet.
+    title_source: str | None = None
+
+
+def message_send(*, user: AbstractBaseUser, request: ChatSend, assistant_id: uuid.UUID) -> Exchange:
+    with transaction.atomic():
+        _lock_user_and_check_limit(user)
+        created = request.conversation is None
+        if created:
+            conversation = Conversation(owner=user)
+        else:
+            conversation = _own_conversation(user, request.conversation)
+        target, model = _target_and_model(conversation, request.provider, request.model)
+        _set_target(conversation, target, model)
+        conversation.options = {**conversation.options, **request.options}
+        if request.system is not None:
+            conversation.system_prompt = request.system
+        conversation.save()
+        if request.parent is not None:
+            parent = Message.objects.filter(pk=request.parent, conversation=conversation).first()
+            if parent is None:
+                raise ChatError("not_found", NOT_FOUND)
+        else:
+            parent = conversation.current_leaf
+        return _exchange(
+            conversation, created, parent, request.content, target, model, assistant_id
+        )
+
+
+def message_regenerate(
+    *, user: AbstractBaseUser, message_id: uuid.UUID, assistant_id: uuid.UUID
+) -> Exchange:
+    with transaction.atomic():
+        _lock_user_and_check_limit(user)
+        answer = _own_message(user, message_id)
+        if answer.role != Message.Role.ASSISTANT or answer.parent_id is None:
+            raise ChatError("invalid", "Only an answer can be regenerated.")
+        if answer.status == Message.Status.STREAMING:
+            raise ChatError("busy", "This answer is still being written; stop it first.")
+        conversation = answer.conversation
+        target, model = _target_and_model(conversation, None, None)
+        _set_target(conversation, target, model)
+        conversation.save()
+        question = Message.objects.get(pk=answer.parent_id)
+        assistant = _placeholder(conversation, question, target, model, assistant_id)
+        return _finish_exchange(conversation, False, None, assistant, target, model)
+
+
+def message_edit(
+    *, user: AbstractBaseUser, message_id: uuid.UUID, content: str, assistant_id: uuid.UUID
+) -> Exchange:
+    with transaction.atomic():
+        _lock_user_and_check_limit(user)
+        original = _own_message(user, message_id)
+        if original.role != Message.Role.USER:
+            raise ChatError("invalid", "Only a user message can be edited.")
+        conversation = original.conversation
+        target, model = _target_and_model(conversation, None, None)
+        _set_target(conversation, target, model)
+        conversation.save()
+        parent = Message.objects.filter(pk=original.parent_id).first()
+        return _exchange(conversation, False, parent, content, target, model, assistant_id)
+
+
+def message_checkpoint(*, message_id: uuid.UUID, content: str | None) -> None:
+    """Save the partial answer (or, with None, only refresh the liveness stamp)."""
+    fields: dict[str, Any] = {"checkpointed_at": timezone.now()}
+    if content is not None:
+        fields["content"] = content
+    Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(**fields)
+
+
+def message_finish(
+    *,
+    message_id: uuid.UUID,
+    content: str,
+    status: str,
+    provider: str,
+    model: str,
+    prompt_tokens: int | None,
+    completion_tokens: int | None,
+    error_code: str = "",
+    error_detail: str = "",
+) -> None:
+    """The final write of an answer. Unconditional: the generation that ran knows best, even if a
+    stale check wrongly marked its row `interrupted` meanwhile."""
+    now = timezone.now()
+    fields: dict[str, Any] = {
+        "content": content,
+        "status": status,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "error_code": error_code[:64],
+        "error_detail": error_detail[:500],
+        "checkpointed_at": now,
+        "completed_at": now,
+    }
+    if provider:
+        fields["provider"] = provider[:64]
+    if model:
+        fields["model"] = model[:200]
+    with transaction.atomic():
+        updated = Message.objects.filter(pk=message_id).update(**fields)
+        if updated:
+            Conversation.objects.filter(messages__pk=message_id).update(updated_at=now)
+
+
+def message_interrupt(*, message_id: uuid.UUID, content: str | None = None) -> bool:
+    """Mark a `streaming` answer whose generation is gone as `interrupted`, keeping its text
+    (the last checkpoint, or `content` when the event log still holds more). False when the
+    answer had already ended."""
+    fields: dict[str, Any] = {
+        "status": Message.Status.INTERRUPTED,
+        "completed_at": timezone.now(),
+        "error_code": "interrupted",
+        "error_detail": "The server stopped before the answer was complete.",
+    }
+    if content is not None:
+        fields["content"] = content
+    return bool(
+        Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(**fields)
+    )
+
+
+def conversation_title_set_if_empty(*, conversation_id: uuid.UUID, title: str) -> bool:
+    return bool(Conversation.objects.filter(pk=conversation_id, title="").update(title=title[:200]))
+
+
+# --- helpers of the exchange transaction ---------------------------------------------------------
+
+
+def _lock_user_and_check_limit(user: AbstractBaseUser) -> None:
+    # The user row lock serialises one user's starts across processes on PostgreSQL, so two
+    # simultaneous sends cannot both pass the limit (SQLite's IMMEDIATE transactions already
+    # serialise every writer).
+    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+    limit = settings.CHAT_MAX_CONCURRENT_GENERATIONS
+    if message_count_streaming_for_user(user=user) >= limit:
+        raise ChatError(
+            "rate_limited", f"You already have {limit} answers running; wait or stop one."
+        )
+
+
+def _own_conversation(user: AbstractBaseUser, conversation_id: uuid.UUID) -> Conversation:
+    conversation = (
+        Conversation.objects.select_for_update().filter(pk=conversation_id, owner=user).first()
+    )
+    if conversation is None:
+        raise ChatError("not_found", NOT_FOUND)
+    return conversation
+
+
+def _own_message(user: AbstractBaseUser, message_id: uuid.UUID) -> Message:
+    message = (
+        Message.objects.select_related("conversation")
+        .filter(pk=message_id, conversation__owner=user)
+        .first()
+    )
+    if message is None:
+        raise ChatError("not_found", NOT_FOUND)
+    return message
+
+
+def _target_and_model(
+    conversation: Conversation, provider: str | None, model: str | None
+) -> tuple[ProviderConfig | FallbackChain, str | None]:
+    current = _current_target(conversation)
+    try:
+        target = current if provider is None and current else provider_target_get(name=provider)
+    except ProviderError as exc:
+        raise ChatError(exc.code, exc.message) from None
+    same_target = target == current
+    if isinstance(target, ProviderConfig):
+        allowed = provider_config_models(config=target)
+        if model is not None:
+            if allowed and model not in allowed:
+                raise ChatError("model_not_found", "That model is not offered by this provider.")
+            return target, model
+        if same_target and conversation.model and (not allowed or conversation.model in allowed):
+            return target, conversation.model
+        return target, provider_config_default_model(config=target) or None
+    if model is not None:
+        return target, model
+    return target, (conversation.model or None) if same_target else None
+
+
+def _current_target(conversation: Conversation) -> ProviderConfig | FallbackChain | None:
+    if conversation.pk is None:
+        return None
+    if conversation.provider_config_id:
+        config = conversation.provider_config
+        return config if config.enabled else None
+    if conversation.fallback_chain_id:
+        chain = conversation.fallback_chain
+        return chain if chain.enabled else None
+    return None
+
+
+def _set_target(
+    conversation: Conversation, target: ProviderConfig | FallbackChain, model: str | None
+) -> None:
+    if isinstance(target, ProviderConfig):
+        conversation.provider_config, conversation.fallback_chain = target, None
+    else:
+        conversation.provider_config, conversation.fallback_chain = None, target
+    conversation.model = model or ""
+
+
+def _placeholder(
+    conversation: Conversation,
+    parent: Message,
+    target: ProviderConfig | FallbackChain,
+    model: str | None,
+    assistant_id: uuid.UUID,
+) -> Message:
+    if parent.status == Message.Status.STREAMING:
+        raise ChatError("busy", "An answer is still being written here; stop it first.")
+    return Message.objects.create(
+        id=assistant_id,
+        conversation=conversation,
+        parent=parent,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.STREAMING,
+        provider=target.name if isinstance(target, ProviderConfig) else "",
+        model=model or "",
+        checkpointed_at=timezone.now(),
+    )
+
+
+def _exchange(
+    conversation: Conversation,
+    created: bool,
+    parent: Message | None,
+    content: str,
+    target: ProviderConfig | FallbackChain,
+    model: str | None,
+    assistant_id: uuid.UUID,
+) -> Exchange:
+    if parent is not None and parent.status == Message.Status.STREAMING:
+        raise ChatError("busy", "An answer is still being written here; stop it first.")
+    question = Message.objects.create(
+        conversation=conversation, parent=parent, role=Message.Role.USER, content=content
+    )
+    assistant = _placeholder(conversation, question, target, model, assistant_id)
+    return _finish_exchange(conversation, created, question, assistant, target, model)
+
+
+def _finish_exchange(
+    conversation: Conversation,
+    created: bool,
+    question: Message | None,
+    assistant: Message,
+    target: ProviderConfig | FallbackChain,
+    model: str | None,
+) -> Exchange:
+    conversation.current_leaf = assistant
+    conversation.save(update_fields=["current_leaf", "updated_at"])
+    branch = message_branch_list(leaf_id=assistant.parent_id, limit=settings.CHAT_HISTORY_MESSAGES)
+    history: Messages = []
+    if conversation.system_prompt:
+        history.append({"role": "system", "content": conversation.system_prompt})
+    history.extend(
+        {"role": message.role, "content": message.content} for message in branch if message.content
+    )
+    title_source = None
+    if not conversation.title:
+        first = next((m for m in branch if m.role == Message.Role.USER), None)
+        title_source = first.content if first else None
+    return Exchange(
+        conversation=conversation,
+        conversation_created=created,
+        user_message=question,
+        assistant_message=assistant,
+        target=target,
+        model=model,
+        options=dict(conversation.options),
+        history=history,
+        title_source=title_source,
+    )

@@ -1,0 +1,466 @@
+"""Export and import of conversations.
+
+Formats:
+- `chatsite.conversation` (JSON, version 1): one conversation with its whole message tree
+  (ids, parents, roles, contents, statuses, providers, models, usage, errors, timestamps);
+- `chatsite.export` (JSON, version 1): `{"conversations": [<chatsite.conversation>, ...]}`,
+  everything a user has, produced in batches so memory stays flat;
+- Markdown: the current branch, readable anywhere;
+- import also accepts an OpenAI-style `{"messages": [{"role", "content"}, ...]}` (or the bare
+  list), which becomes a new conversation with one branch.
+
+An import is validated completely before anything is written and then written in one
+transaction: a bad file changes nothing.
+"""
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from conversations.models import Conversation, Message
+
+CONVERSATION_FORMAT = "chatsite.conversation"
+EXPORT_FORMAT = "chatsite.export"
+FORMAT_VERSION = 1
+EXPORT_BATCH_SIZE = 50
+MAX_IMPORT_MESSAGES = 100_000
+MAX_IMPORT_CONVERSATIONS = 10_000
+MAX_CONTENT_LENGTH = 1_000_000
+ROLES = {choice.value for choice in Message.Role}
+STATUSES = {choice.value for choice in Message.Status}
+# OpenAI's newer name for the system role.
+ROLE_ALIASES = {"developer": "system"}
+
+
+class TransferError(ValueError):
+    """A file that cannot be imported; the message is shown to the user as is."""
+
+
+# --- Export -------------------------------------------------------------------------------------
+
+
+def _stamp(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _provider_name(conversation: Conversation) -> str:
+    if conversation.provider_config_id and conversation.provider_config:
+        return conversation.provider_config.name
+    if conversation.fallback_chain_id and conversation.fallback_chain:
+        return conversation.fallback_chain.name
+    return ""
+
+
+def message_to_dict(message: Message) -> dict[str, Any]:
+    usage = None
+    if message.prompt_tokens is not None or message.completion_tokens is not None:
+        usage = {
+            "prompt_tokens": message.prompt_tokens,
+            "completion_tokens": message.completion_tokens,
+        }
+    error = None
+    if message.error_code or message.error_detail:
+        error = {"code": message.error_code, "detail": message.error_detail}
+    return {
+        "id": str(message.id),
+        "parent": str(message.parent_id) if message.parent_id else None,
+        "role": message.role,
+        "content": message.content,
+        "status": message.status,
+        "provider": message.provider,
+        "model": message.model,
+        "usage": usage,
+        "error": error,
+        "created_at": _stamp(message.created_at),
+        "completed_at": _stamp(message.completed_at),
+    }
+
+
+def conversation_to_dict(conversation: Conversation, messages: list[Message]) -> dict[str, Any]:
+    return {
+        "format": CONVERSATION_FORMAT,
+        "version": FORMAT_VERSION,
+        "conversation": {
+            "id": str(conversation.id),
+            "title": conversation.title,
+            "provider": _provider_name(conversation),
+            "model": conversation.model,
+            "system_prompt": conversation.system_prompt,
+            "options": conversation.options or {},
+            "archived": conversation.archived,
+            "current_leaf": str(conversation.current_leaf_id)
+            if conversation.current_leaf_id
+            else None,
+            "created_at": _stamp(conversation.created_at),
+            "updated_at": _stamp(conversation.updated_at),
+        },
+        "messages": [message_to_dict(message) for message in messages],
+    }
+
+
+def conversation_export_json(*, conversation: Conversation) -> str:
+    """The whole message tree, oldest first (two queries)."""
+    messages = list(Message.objects.filter(conversation=conversation).order_by("created_at", "id"))
+    return json.dumps(conversation_to_dict(conversation, messages), ensure_ascii=False, indent=2)
+
+
+def conversations_export_all(*, user, batch_size: int = EXPORT_BATCH_SIZE) -> Iterator[str]:
+    """Every conversation of `user` as one `chatsite.export` document, yielded in pieces.
+
+    Keyset batches of conversations, each with one query for its messages, so the memory used
+    is one batch whatever the history's size.
+    """
+    yield (
+        f'{{"format": "{EXPORT_FORMAT}", "version": {FORMAT_VERSION}, '
+        f'"exported_at": {json.dumps(_stamp(timezone.now()))}, "conversations": ['
+    )
+    base = Conversation.objects.filter(owner=user).select_related(
+        "provider_config", "fallback_chain"
+    )
+    last_id = None
+    first = True
+    while True:
+        batch_query = base.order_by("id")
+        if last_id is not None:
+            batch_query = batch_query.filter(id__gt=last_id)
+        batch = list(batch_query[:batch_size])
+        if not batch:
+            break
+        by_conversation: dict[uuid.UUID, list[Message]] = {c.id: [] for c in batch}
+        for message in Message.objects.filter(conversation__in=batch).order_by("created_at", "id"):
+            by_conversation[message.conversation_id].append(message)
+        for conversation in batch:
+            data = conversation_to_dict(conversation, by_conversation[conversation.id])
+            yield ("" if first else ", ") + json.dumps(data, ensure_ascii=False)
+            first = False
+        last_id = batch[-1].id
+    yield "]}\n"
+
+
+def conversation_export_markdown(*, conversation: Conversation, branch: list[Message]) -> str:
+    """The current branch as Markdown: a heading per message, contents as written."""
+    title = conversation.title or "Untitled conversation"
+    lines = [f"# {title}", ""]
+    if conversation.system_prompt:
+        lines += ["> **System prompt:** " + conversation.system_prompt.replace("\n", "\n> "), ""]
+    for message in branch:
+        who = message.role.capitalize()
+        if message.role == Message.Role.ASSISTANT and (message.provider or message.model):
+            who += (
+                " (" + " · ".join(part for part in (message.provider, message.model) if part) + ")"
+            )
+        when = message.created_at.strftime("%Y-%m-%d %H:%M UTC") if message.created_at else ""
+        lines += [f"## {who}" + (f" — {when}" if when else ""), "", message.content, ""]
+        if message.status == Message.Status.STOPPED:
+            lines += ["*(stopped)*", ""]
+        elif message.status == Message.Status.INTERRUPTED:
+            lines += ["*(interrupted)*", ""]
+        elif message.status == Message.Status.ERROR:
+            lines += [f"*(error: {message.error_detail or message.error_code})*", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# --- Import -------------------------------------------------------------------------------------
+
+
+def _parse_time(value: Any, where: str) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TransferError(f"{where}: a timestamp must be an ISO 8601 string.")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise TransferError(f"{where}: {value[:40]!r} is not an ISO 8601 timestamp.") from None
+    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, timezone.UTC)
+
+
+def _text(value: Any, where: str, *, limit: int = MAX_CONTENT_LENGTH) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise TransferError(f"{where} must be a string.")
+    if len(value) > limit:
+        raise TransferError(f"{where} is longer than {limit} characters.")
+    return value
+
+
+def _count(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise TransferError(f"{where} must be a non-negative integer.")
+    return value
+
+
+def _openai_content(value: Any, where: str) -> str:
+    # Content may be a string or a list of parts; only text parts can become a message.
+    if isinstance(value, list):
+        texts = []
+        for part in value:
+            if isinstance(part, dict) and part.get("type") == "text":
+                texts.append(_text(part.get("text"), f"{where} text part"))
+            elif isinstance(part, str):
+                texts.append(part)
+        if not texts:
+            raise TransferError(f"{where} has no text parts.")
+        return "\n\n".join(texts)
+    return _text(value, where)
+
+
+def _plan_openai(messages: Any, *, title: str = "", model: str = "") -> dict[str, Any]:
+    if not isinstance(messages, list) or not messages:
+        raise TransferError('"messages" must be a non-empty list.')
+    if len(messages) > MAX_IMPORT_MESSAGES:
+        raise TransferError(f"At most {MAX_IMPORT_MESSAGES} messages can be imported at once.")
+    system_prompt = ""
+    planned = []
+    previous = None
+    for index, item in enumerate(messages, start=1):
+        where = f"Message {index}"
+        if not isinstance(item, dict):
+            raise TransferError(f"{where} is not an object with a role and a content.")
+        role = ROLE_ALIASES.get(item.get("role"), item.get("role"))
+        if role not in ROLES:
+            raise TransferError(
+                f"{where} has role {str(item.get('role'))[:20]!r}; expected "
+                "system, user or assistant."
+            )
+        content = _openai_content(item.get("content"), f"{where} content")
+        if role == "system" and not planned and not system_prompt:
+            system_prompt = content
+            continue
+        key = str(index)
+        planned.append({"key": key, "parent": previous, "role": role, "content": content,
+                        "status": Message.Status.COMPLETE, "provider": "", "model": "",
+                        "prompt_tokens": None, "completion_tokens": None, "error_code": "",
+                        "error_detail": "", "created_at": None, "completed_at": None})  # fmt: skip
+        previous = key
+    if not planned:
+        raise TransferError("The file holds only a system prompt and no messages.")
+    return {
+        "title": _text(title, "The title", limit=200),
+        "provider": "",
+        "model": _text(model, "The model", limit=200),
+        "system_prompt": system_prompt,
+        "options": {},
+        "archived": False,
+        "current_leaf": previous,
+        "created_at": None,
+        "messages": planned,
+    }
+
+
+def _plan_ours(document: dict[str, Any]) -> dict[str, Any]:
+    if document.get("version") != FORMAT_VERSION:
+        raise TransferError(
+            f"This file is version {str(document.get('version'))[:10]} of our format; "
+            f"this site reads version {FORMAT_VERSION}."
+        )
+    meta = document.get("conversation")
+    messages = document.get("messages")
+    if not isinstance(meta, dict) or not isinstance(messages, list):
+        raise TransferError('The file needs a "conversation" object and a "messages" list.')
+    if len(messages) > MAX_IMPORT_MESSAGES:
+        raise TransferError(f"At most {MAX_IMPORT_MESSAGES} messages can be imported at once.")
+    options = meta.get("options") or {}
+    if not isinstance(options, dict):
+        raise TransferError('"options" must be an object.')
+    planned: list[dict[str, Any]] = []
+    keys: set[str] = set()
+    for index, item in enumerate(messages, start=1):
+        where = f"Message {index}"
+        if not isinstance(item, dict):
+            raise TransferError(f"{where} is not an object.")
+        key = item.get("id")
+        if not isinstance(key, str) or not key or key in keys:
+            raise TransferError(f"{where} needs a unique string id.")
+        keys.add(key)
+        parent = item.get("parent")
+        if parent is not None and not isinstance(parent, str):
+            raise TransferError(f"{where}: parent must be a message id or null.")
+        role = item.get("role")
+        if role not in ROLES:
+            raise TransferError(f"{where} has an unknown role {str(role)[:20]!r}.")
+        status = item.get("status") or Message.Status.COMPLETE
+        if status not in STATUSES:
+            raise TransferError(f"{where} has an unknown status {str(status)[:20]!r}.")
+        if status == Message.Status.STREAMING:
+            # Nothing is generating it here: it is what a dead server would have left.
+            status = Message.Status.INTERRUPTED
+        usage = item.get("usage") or {}
+        error = item.get("error") or {}
+        if not isinstance(usage, dict) or not isinstance(error, dict):
+            raise TransferError(f"{where}: usage and error must be objects or null.")
+        planned.append({
+            "key": key,
+            "parent": parent,
+            "role": role,
+            "content": _text(item.get("content"), f"{where} content"),
+            "status": status,
+            "provider": _text(item.get("provider"), f"{where} provider", limit=64),
+            "model": _text(item.get("model"), f"{where} model", limit=200),
+            "prompt_tokens": _count(usage.get("prompt_tokens"), f"{where} prompt_tokens"),
+            "completion_tokens": _count(usage.get("completion_tokens"),
+                                        f"{where} completion_tokens"),
+            "error_code": _text(error.get("code"), f"{where} error code", limit=64),
+            "error_detail": _text(error.get("detail"), f"{where} error detail", limit=500),
+            "created_at": _parse_time(item.get("created_at"), f"{where} created_at"),
+            "completed_at": _parse_time(item.get("completed_at"), f"{where} completed_at"),
+        })  # fmt: skip
+    for item in planned:
+        if item["parent"] is not None and item["parent"] not in keys:
+            raise TransferError(f"A message's parent {item['parent'][:40]!r} is not in the file.")
+    current_leaf = meta.get("current_leaf")
+    if current_leaf is not None and current_leaf not in keys:
+        raise TransferError("current_leaf names a message that is not in the file.")
+    return {
+        "title": _text(meta.get("title"), "The title", limit=200),
+        "provider": _text(meta.get("provider"), "The provider", limit=64),
+        "model": _text(meta.get("model"), "The model", limit=200),
+        "system_prompt": _text(meta.get("system_prompt"), "The system prompt"),
+        "options": options,
+        "archived": bool(meta.get("archived", False)),
+        "current_leaf": current_leaf,
+        "created_at": _parse_time(meta.get("created_at"), "The conversation's created_at"),
+        "messages": _parents_first(planned),
+    }
+
+
+def _parents_first(planned: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages ordered so that every parent precedes its children; a cycle is an error."""
+    by_key = {item["key"]: item for item in planned}
+    children: dict[str | None, list[str]] = {}
+    for item in planned:
+        children.setdefault(item["parent"], []).append(item["key"])
+    ordered: list[dict[str, Any]] = []
+    queue = list(children.get(None, []))
+    while queue:
+        key = queue.pop()
+        ordered.append(by_key[key])
+        queue.extend(children.get(key, []))
+    if len(ordered) != len(planned):
+        raise TransferError("The messages' parent links form a loop.")
+    return ordered
+
+
+def import_plans(raw: bytes) -> list[dict[str, Any]]:
+    """Parse and validate an uploaded file into conversation plans; raises TransferError."""
+    try:
+        document = json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise TransferError("The file is not UTF-8 text.") from None
+    except json.JSONDecodeError as exc:
+        raise TransferError(f"The file is not valid JSON ({exc.msg}, line {exc.lineno}).") from None
+    if isinstance(document, list):
+        return [_plan_openai(document)]
+    if not isinstance(document, dict):
+        raise TransferError("The file must hold a JSON object or a list of messages.")
+    kind = document.get("format")
+    if kind == CONVERSATION_FORMAT:
+        return [_plan_ours(document)]
+    if kind == EXPORT_FORMAT:
+        conversations = document.get("conversations")
+        if not isinstance(conversations, list):
+            raise TransferError('The export needs a "conversations" list.')
+        if len(conversations) > MAX_IMPORT_CONVERSATIONS:
+            raise TransferError(f"At most {MAX_IMPORT_CONVERSATIONS} conversations at once.")
+        plans = []
+        for index, item in enumerate(conversations, start=1):
+            if not isinstance(item, dict) or item.get("format") != CONVERSATION_FORMAT:
+                raise TransferError(f"Conversation {index} of the export is not one of ours.")
+            try:
+                plans.append(_plan_ours(item))
+            except TransferError as exc:
+                raise TransferError(f"Conversation {index}: {exc}") from None
+        if sum(len(plan["messages"]) for plan in plans) > MAX_IMPORT_MESSAGES:
+            raise TransferError(f"At most {MAX_IMPORT_MESSAGES} messages can be imported at once.")
+        return plans
+    if "messages" in document:
+        return [_plan_openai(document["messages"], title=document.get("title") or "",
+                             model=document.get("model") or "")]  # fmt: skip
+    raise TransferError(
+        "This is not a file we can import: expected one of our JSON exports or an object with "
+        'an OpenAI-style "messages" list.'
+    )
+
+
+def _provider_links(name: str) -> dict[str, Any]:
+    from providers.models import FallbackChain, ProviderConfig
+
+    if not name:
+        return {}
+    config = ProviderConfig.objects.filter(name=name).first()
+    if config is not None:
+        return {"provider_config": config}
+    chain = FallbackChain.objects.filter(name=name).first()
+    return {"fallback_chain": chain} if chain is not None else {}
+
+
+def conversations_import(*, user, raw: bytes) -> list[Conversation]:
+    """Validate the whole file, then create its conversations (with new ids) in one transaction.
+    Raises TransferError with a message for the user; on error nothing is written."""
+    plans = import_plans(raw)
+    created = []
+    with transaction.atomic():
+        for plan in plans:
+            created.append(_create_from_plan(user=user, plan=plan))
+    return created
+
+
+def _create_from_plan(*, user, plan: dict[str, Any]) -> Conversation:
+    conversation = Conversation.objects.create(
+        owner=user,
+        title=plan["title"],
+        model=plan["model"],
+        system_prompt=plan["system_prompt"],
+        options=plan["options"],
+        archived=plan["archived"],
+        **_provider_links(plan["provider"]),
+    )
+    ids = {item["key"]: uuid.uuid4() for item in plan["messages"]}
+    now = timezone.now()
+    rows = [
+        Message(
+            id=ids[item["key"]],
+            conversation=conversation,
+            parent_id=ids[item["parent"]] if item["parent"] else None,
+            role=item["role"],
+            content=item["content"],
+            status=item["status"],
+            provider=item["provider"],
+            model=item["model"],
+            prompt_tokens=item["prompt_tokens"],
+            completion_tokens=item["completion_tokens"],
+            error_code=item["error_code"],
+            error_detail=item["error_detail"],
+            completed_at=item["completed_at"],
+        )
+        for item in plan["messages"]
+    ]
+    Message.objects.bulk_create(rows, batch_size=500)
+    # created_at is auto_now_add, which bulk_create overrides; the file's times are restored
+    # here. Messages without one keep the import time, spaced so their order stays the file's.
+    for position, (row, item) in enumerate(zip(rows, plan["messages"], strict=True)):
+        row.created_at = item["created_at"] or now + timedelta(microseconds=position)
+    Message.objects.bulk_update(rows, ["created_at"], batch_size=500)
+    leaf = plan["current_leaf"]
+    if leaf is None and rows:
+        leaf_row = max(rows, key=lambda row: row.created_at)
+    else:
+        leaf_row = next(row for row in rows if row.id == ids[leaf]) if leaf else None
+    updates: dict[str, Any] = {}
+    if leaf_row is not None:
+        updates["current_leaf_id"] = leaf_row.id
+    if plan["created_at"]:
+        updates["created_at"] = plan["created_at"]
+    if updates:
+        Conversation.objects.filter(pk=conversation.pk).update(**updates)
+        for field, value in updates.items():
+            setattr(conversation, field, value)
+    return conversation
