@@ -127,11 +127,16 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Channel layer and Redis ------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+# Seconds a Redis read may take; longer than any blocking read we (or channels-redis) issue.
+REDIS_SOCKET_TIMEOUT = 30
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # redis-py 8 reads with a 5 s socket timeout by default, the same length as
+            # channels-redis's blocking pop: an idle socket's receive would fail (and take the
+            # consumer with it) whenever the pop ran to its end. Reads get room to spare.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": REDIS_SOCKET_TIMEOUT}]},
         }
     }
 else:

@@ -1,11 +1,298 @@
+"""The /ws/chat/ consumer (protocol: docs/protocol.md).
+
+Thin on purpose: it validates each frame (conversations.protocol), calls one engine or selector
+function, and forwards frames. Nothing long runs inside a receive handler, because Channels reads
+the next frame only after the handler returns: answers run as engine tasks, and each answer this
+socket watches is read from its event log by a follower task of the socket's own.
+"""
+
+import asyncio
+import logging
+import uuid
+from contextlib import suppress
+from typing import Any
+
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.utils import timezone
+
+from conversations import frames, generation, selectors
+from conversations.errors import ChatError
+from conversations.eventlog import event_log
+from conversations.models import Message
+from conversations.protocol import (
+    ChatEdit,
+    ChatRegenerate,
+    ChatSend,
+    ChatStop,
+    ChatSubscribe,
+    frame_decode,
+    frame_parse,
+    request_id_of,
+)
+from conversations.services import NOT_FOUND
+
+logger = logging.getLogger(__name__)
+
+# Close code for "not signed in": the browser script does not retry after it.
+CLOSE_UNAUTHENTICATED = 4401
+# Conversations one socket may watch at once (a tab watches one or two).
+MAX_SUBSCRIPTIONS = 20
+# Answers already reported as done, remembered so a late duplicate is not sent twice.
+DONE_MEMORY = 200
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
-    async def connect(self):
+    async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            # 4401: an application close code, so the browser script knows not to retry.
-            await self.close(code=4401)
+            await self.close(code=CLOSE_UNAUTHENTICATED)
             return
+        self.user = user
+        self.subscriptions: set[uuid.UUID] = set()
+        self.followers: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self.done_sent: dict[uuid.UUID, None] = {}
         await self.accept()
+        await generation.generation_engine().ensure_started()
+
+    async def disconnect(self, code: int) -> None:
+        # The answers go on: only this socket's reading of them stops.
+        for task in getattr(self, "followers", {}).values():
+            task.cancel()
+        for conversation_id in getattr(self, "subscriptions", set()):
+            with suppress(Exception):
+                await self.channel_layer.group_discard(
+                    generation.conversation_group(conversation_id), self.channel_name
+                )
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        request_id = None
+        try:
+            data = frame_decode(text_data, bytes_data)
+            request_id = request_id_of(data)
+            await self.dispatch_frame(frame_parse(data))
+        except ChatError as exc:
+            await self.send_json(
+                frames.error(code=exc.code, detail=exc.detail, request_id=request_id)
+            )
+        except Exception:
+            # A bug must cost one request, not the socket (and the user's other answers with it).
+            logger.exception("chat socket: a frame failed")
+            await self.send_json(
+                frames.error(code="internal", detail="Something went wrong.", request_id=request_id)
+            )
+
+    async def dispatch_frame(self, frame: Any) -> None:
+        match frame:
+            case ChatSend() | ChatRegenerate() | ChatEdit():
+                await self.start_answer(frame)
+            case ChatStop():
+                await generation.generation_stop(user=self.user, message_id=frame.message)
+            case ChatSubscribe():
+                await self.subscribe(frame)
+
+    # --- client requests -------------------------------------------------------------------
+
+    async def start_answer(self, frame: ChatSend | ChatRegenerate | ChatEdit) -> None:
+        exchange = await generation.exchange_open(user=self.user, request=frame)
+        if exchange.conversation_created:
+            await self.send_json(
+                frames.conversation_created(exchange.conversation, request_id=frame.request_id)
+            )
+        # Joined before the messages are announced, so this socket hears about its own answer.
+        await self.join(exchange.conversation.id)
+        await generation.generation_start(exchange=exchange, request_id=frame.request_id)
+
+    async def subscribe(self, frame: ChatSubscribe) -> None:
+        conversation = await database_sync_to_async(selectors.conversation_get_for_user)(
+            user=self.user, conversation_id=frame.conversation
+        )
+        if conversation is None:
+            raise ChatError("not_found", NOT_FOUND)
+        # Joined before looking for running answers: one that starts in between is announced
+        # to this socket; one found both ways is followed once.
+        await self.join(conversation.id)
+        if frame.message is not None:
+            await self.send_done_if_ended(conversation.id, frame.message)
+        running = await database_sync_to_async(selectors.message_list_streaming)(
+            conversation_id=conversation.id
+        )
+        if not running:
+            await self.send_json(frames.conversation_idle(conversation.id))
+            return
+        for message in running:
+            self.follow(message.id, conversation.id, from_snapshot=True, checkpoint=message)
+
+    async def send_done_if_ended(self, conversation_id: uuid.UUID, message_id: uuid.UUID) -> None:
+        message = await database_sync_to_async(selectors.message_get_for_user)(
+            user=self.user, message_id=message_id
+        )
+        if (
+            message is None
+            or message.conversation_id != conversation_id
+            or message.role != Message.Role.ASSISTANT
+            or message.status == Message.Status.STREAMING
+        ):
+            return
+        await self.send_done(await self.done_frame_from_row(message))
+
+    async def join(self, conversation_id: uuid.UUID) -> None:
+        if conversation_id in self.subscriptions:
+            return
+        if len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
+            # Forget the oldest conversation this socket watched; a tab shows one at a time.
+            oldest = next(iter(self.subscriptions))
+            self.subscriptions.discard(oldest)
+            await self.channel_layer.group_discard(
+                generation.conversation_group(oldest), self.channel_name
+            )
+        self.subscriptions.add(conversation_id)
+        await self.channel_layer.group_add(
+            generation.conversation_group(conversation_id), self.channel_name
+        )
+
+    # --- following answers -----------------------------------------------------------------
+
+    def follow(
+        self,
+        message_id: uuid.UUID,
+        conversation_id: uuid.UUID,
+        *,
+        from_snapshot: bool,
+        checkpoint: Message | None = None,
+    ) -> None:
+        task = self.followers.get(message_id)
+        if (task is not None and not task.done()) or message_id in self.done_sent:
+            return
+        task = asyncio.create_task(
+            self.relay(message_id, conversation_id, from_snapshot=from_snapshot, row=checkpoint)
+        )
+        self.followers[message_id] = task
+        task.add_done_callback(
+            lambda done: (
+                self.followers.pop(message_id) if self.followers.get(message_id) is done else None
+            )
+        )
+
+    async def relay(
+        self,
+        message_id: uuid.UUID,
+        conversation_id: uuid.UUID,
+        *,
+        from_snapshot: bool,
+        row: Message | None,
+    ) -> None:
+        """Forward one answer's frames: deltas with contiguous seq, then its done frame."""
+        log = event_log()
+        key = generation.log_key(message_id)
+        cursor, expected = None, 1
+        try:
+            while True:
+                if from_snapshot:
+                    snapshot = await log.snapshot(key)
+                    if snapshot is None:
+                        await self.relay_without_log(message_id, conversation_id, row)
+                        return
+                    if snapshot.done is not None:
+                        await self.send_done(snapshot.done)
+                        return
+                    await self.send_json(
+                        frames.message_snapshot(
+                            message_id=message_id,
+                            conversation_id=conversation_id,
+                            seq=snapshot.seq,
+                            content=snapshot.content,
+                        )
+                    )
+                    cursor, expected = snapshot.cursor, snapshot.seq + 1
+                gap = False
+                async for event in log.follow(key, cursor):
+                    if event.done is not None:
+                        await self.send_done(event.done)
+                        return
+                    if event.seq < expected:
+                        continue
+                    if event.seq > expected:
+                        # Frames this socket never saw were trimmed from the log: start over
+                        # from a snapshot rather than show a hole.
+                        gap = True
+                        break
+                    await self.send_json(
+                        frames.message_delta(
+                            message_id=message_id,
+                            conversation_id=conversation_id,
+                            seq=event.seq,
+                            delta=event.delta,
+                        )
+                    )
+                    expected += 1
+                if not gap:
+                    # The log expired before its end was read: the row knows how it ended.
+                    await self.relay_without_log(message_id, conversation_id, None)
+                    return
+                from_snapshot = True
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.warning("chat socket: following answer %s failed", message_id, exc_info=True)
+
+    async def relay_without_log(
+        self, message_id: uuid.UUID, conversation_id: uuid.UUID, row: Message | None
+    ) -> None:
+        """An answer with no event log: ended long ago, or its process died. Either way the row
+        holds the text; a dead one is marked interrupted if it has gone stale."""
+        row = row or await database_sync_to_async(selectors.message_get)(message_id=message_id)
+        if row is None:
+            return
+        if row.status != Message.Status.STREAMING:
+            await self.send_done(await self.done_frame_from_row(row))
+            return
+        stale_before = timezone.now().timestamp() - settings.CHAT_STALE_STREAM_SECONDS
+        if row.checkpointed_at is None or row.checkpointed_at.timestamp() < stale_before:
+            # Announced to every socket of the conversation, this one included.
+            await generation.message_interrupt_and_announce(message_id=message_id)
+            return
+        # Alive elsewhere but unreadable here: show the checkpoint; its end arrives as a
+        # `chat.message.done` from whoever ends it.
+        await self.send_json(
+            frames.message_snapshot(
+                message_id=message_id, conversation_id=conversation_id, seq=0, content=row.content
+            )
+        )
+
+    async def done_frame_from_row(self, message: Message) -> dict[str, Any]:
+        html = await generation.render_html(message.content)
+        return frames.message_done_from_row(message, html=html)
+
+    async def send_done(self, frame: dict[str, Any]) -> None:
+        message_id = uuid.UUID(frame["message"])
+        if message_id in self.done_sent:
+            return
+        self.done_sent[message_id] = None
+        while len(self.done_sent) > DONE_MEMORY:
+            self.done_sent.pop(next(iter(self.done_sent)))
+        await self.send_json(frame)
+
+    # --- control messages from the channel layer (group of each subscribed conversation) ----
+
+    async def chat_message_created(self, event: dict[str, Any]) -> None:
+        frame = event["frame"]
+        await self.send_json(frame)
+        message = frame["message"]
+        if message["role"] == Message.Role.ASSISTANT and message["status"] == "streaming":
+            self.follow(
+                uuid.UUID(message["id"]), uuid.UUID(message["conversation"]), from_snapshot=False
+            )
+
+    async def chat_conversation_updated(self, event: dict[str, Any]) -> None:
+        await self.send_json(event["frame"])
+
+    async def chat_message_done(self, event: dict[str, Any]) -> None:
+        frame = event["frame"]
+        message_id = uuid.UUID(frame["message"])
+        task = self.followers.get(message_id)
+        if task is not None and not task.done():
+            # The follower delivers the done frame from the log (after every delta).
+            return
+        await self.send_done(frame)

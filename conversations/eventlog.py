@@ -129,7 +129,10 @@ class MemoryEventLog:
 
 class RedisEventLog:
     def __init__(self, url: str) -> None:
-        self.redis = aioredis.from_url(url, decode_responses=True)
+        # Reads wait up to BLOCK_MS in XREAD; the socket timeout must outlast that.
+        self.redis = aioredis.from_url(
+            url, decode_responses=True, socket_timeout=settings.REDIS_SOCKET_TIMEOUT
+        )
 
     @staticmethod
     def _keys(generation: str) -> tuple[str, str]:

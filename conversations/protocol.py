@@ -41,6 +41,9 @@ class ChatStop:
 @dataclass(frozen=True)
 class ChatSubscribe:
     conversation: uuid.UUID
+    # An answer the client was showing as streaming when it lost the socket: if it has ended
+    # meanwhile, the server sends its message.done, so the client never keeps a half answer.
+    message: uuid.UUID | None = None
     request_id: str | None = None
 
 
@@ -123,7 +126,11 @@ def _parse_stop(data: dict[str, Any]) -> ChatStop:
 
 
 def _parse_subscribe(data: dict[str, Any]) -> ChatSubscribe:
-    return ChatSubscribe(conversation=_uuid(data, "conversation"), request_id=request_id_of(data))
+    return ChatSubscribe(
+        conversation=_uuid(data, "conversation"),
+        message=_uuid(data, "message", optional=True),
+        request_id=request_id_of(data),
+    )
 
 
 def _parse_regenerate(data: dict[str, Any]) -> ChatRegenerate:

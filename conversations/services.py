@@ -7,6 +7,7 @@ together, so no half-written exchange is ever visible.
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -29,6 +30,7 @@ from providers.selectors import (
 from providers.types import Messages
 
 NOT_FOUND = "No such conversation or message."
+INTERRUPTED_DETAIL = "The server stopped before the answer was complete."
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,7 @@ def message_interrupt(*, message_id: uuid.UUID, content: str | None = None) -> b
         "status": Message.Status.INTERRUPTED,
         "completed_at": timezone.now(),
         "error_code": "interrupted",
-        "error_detail": "The server stopped before the answer was complete.",
+        "error_detail": INTERRUPTED_DETAIL,
     }
     if content is not None:
         fields["content"] = content
@@ -168,8 +170,28 @@ def message_interrupt(*, message_id: uuid.UUID, content: str | None = None) -> b
     )
 
 
-def conversation_title_set_if_empty(*, conversation_id: uuid.UUID, title: str) -> bool:
-    return bool(Conversation.objects.filter(pk=conversation_id, title="").update(title=title[:200]))
+def message_interrupt_dead(*, saved_before: datetime | None) -> int:
+    """Interrupt every `streaming` answer (saved_before=None) or those whose last checkpoint is
+    older than `saved_before`, keeping their checkpointed text. Returns how many."""
+    rows = Message.objects.filter(status=Message.Status.STREAMING)
+    if saved_before is not None:
+        rows = rows.filter(checkpointed_at__lt=saved_before)
+    return rows.update(
+        status=Message.Status.INTERRUPTED,
+        completed_at=timezone.now(),
+        error_code="interrupted",
+        error_detail=INTERRUPTED_DETAIL,
+    )
+
+
+def conversation_title_set_if_empty(
+    *, conversation_id: uuid.UUID, title: str
+) -> Conversation | None:
+    """Set the title unless the user (or another answer) already gave one; the updated
+    conversation, or None when nothing changed."""
+    if not Conversation.objects.filter(pk=conversation_id, title="").update(title=title[:200]):
+        return None
+    return Conversation.objects.filter(pk=conversation_id).first()
 
 
 # --- helpers of the exchange transaction ---------------------------------------------------------
@@ -323,3 +345,81 @@ def _finish_exchange(
         history=history,
         title_source=title_source,
     )
+
+
+# --- Page actions: rename, archive, delete, branch switch, settings ------------------------------
+# Callers have already checked ownership (selectors.conversation_for_page). These use update()
+# rather than save() so that tidying a conversation does not bump `updated_at` and reorder the
+# sidebar; only new messages move a conversation to the top.
+
+
+def conversation_rename(*, conversation: Conversation, title: str) -> Conversation:
+    conversation.title = " ".join(title.split())[:200]
+    Conversation.objects.filter(pk=conversation.pk).update(title=conversation.title)
+    return conversation
+
+
+def conversation_set_archived(*, conversation: Conversation, archived: bool) -> Conversation:
+    conversation.archived = archived
+    Conversation.objects.filter(pk=conversation.pk).update(archived=archived)
+    return conversation
+
+
+def conversation_delete(*, conversation: Conversation) -> None:
+    """Delete a conversation with all its messages.
+
+    The parent links are cut first, in one UPDATE: otherwise the deletion collector follows the
+    self-referencing `parent` cascade one tree level per query, which for a long chat means
+    thousands of queries.
+    """
+    with transaction.atomic():
+        Conversation.objects.filter(pk=conversation.pk).update(current_leaf=None)
+        Message.objects.filter(conversation=conversation).update(parent=None)
+        Message.objects.filter(conversation=conversation).delete()
+        Conversation.objects.filter(pk=conversation.pk).delete()
+
+
+def conversation_switch_branch(*, conversation: Conversation, message: Message) -> uuid.UUID:
+    """Show the branch through `message` (a sibling arrow): the current leaf becomes the newest
+    leaf below it. Returns that leaf's id."""
+    from conversations.selectors import message_newest_leaf_under
+
+    leaf = message_newest_leaf_under(conversation=conversation, message_id=message.pk)
+    if leaf is None:
+        raise ChatError("not_found", NOT_FOUND)
+    Conversation.objects.filter(pk=conversation.pk).update(current_leaf_id=leaf)
+    conversation.current_leaf_id = leaf
+    return leaf
+
+
+def conversation_update_settings(
+    *,
+    conversation: Conversation,
+    provider_config: ProviderConfig | None,
+    fallback_chain: FallbackChain | None,
+    model: str,
+    system_prompt: str,
+    temperature: float | None,
+    max_tokens: int | None,
+) -> Conversation:
+    """Store the composer's settings on the conversation; None removes an option, so the
+    provider's own default applies again."""
+    options = dict(conversation.options or {})
+    for key, value in (("temperature", temperature), ("max_tokens", max_tokens)):
+        if value is None:
+            options.pop(key, None)
+        else:
+            options[key] = value
+    conversation.provider_config = provider_config
+    conversation.fallback_chain = None if provider_config is not None else fallback_chain
+    conversation.model = model[:200]
+    conversation.system_prompt = system_prompt
+    conversation.options = options
+    Conversation.objects.filter(pk=conversation.pk).update(
+        provider_config=conversation.provider_config,
+        fallback_chain=conversation.fallback_chain,
+        model=conversation.model,
+        system_prompt=system_prompt,
+        options=options,
+    )
+    return conversation

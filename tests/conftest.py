@@ -4,10 +4,11 @@ fail in CI's services mode (REQUIRE_SERVICES=1) or wherever the browser is requi
 import shutil
 
 import pytest
+from cryptography.fernet import Fernet
 from django.conf import settings
 from django.db import connection
 
-pytest_plugins = ["tests.fake_upstream"]
+pytest_plugins = ["tests.fake_upstream", "tests.llama_server"]
 
 
 def _missing_service(item) -> str | None:
@@ -30,3 +31,11 @@ def _require_services(request):
         if settings.REQUIRE_BROWSER:
             pytest.fail(f"REQUIRE_BROWSER=1 but this test {reason}")
         pytest.skip(reason)
+
+
+@pytest.fixture
+def encryption_keys(settings):
+    """A fresh key set for the test, so nothing depends on the machine's .env."""
+    keys = [Fernet.generate_key().decode()]
+    settings.FIELD_ENCRYPTION_KEYS = keys
+    return keys

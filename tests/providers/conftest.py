@@ -1,15 +1,6 @@
 import socket
 
 import pytest
-from cryptography.fernet import Fernet
-
-
-@pytest.fixture
-def encryption_keys(settings):
-    """A fresh key set for the test, so nothing depends on the machine's .env."""
-    keys = [Fernet.generate_key().decode()]
-    settings.FIELD_ENCRYPTION_KEYS = keys
-    return keys
 
 
 @pytest.fixture

@@ -13,6 +13,13 @@ class Command(BaseCommand):
 
     def handle(self, *args, port=None, **options):
         port = port or settings.PORT
+        # Answers left `streaming` by a process that died are marked interrupted (keeping their
+        # last checkpoint) before anyone can open them and wait for a stream that will never come.
+        from conversations.generation import generation_recover_on_start
+
+        interrupted = generation_recover_on_start()
+        if interrupted:
+            self.stdout.write(f"Marked {interrupted} unfinished answer(s) as interrupted.")
         self.stdout.write(f"Serving on http://{settings.BIND_ADDRESS}:{port}/", ending="\n")
         self.stdout.flush()
         # exec, not a child process: signals from the terminal or a supervisor reach Daphne itself.

@@ -1,0 +1,570 @@
+"""The generation engine: one asyncio task per answer, independent of any socket.
+
+A generation reads the provider's stream through a pump task into a queue, coalesces tokens into
+frames (the first at once, then at most one per CHAT_FRAME_INTERVAL_MS), appends each frame to the
+answer's event log (conversations.eventlog) for every subscriber on every process to read, and
+saves the partial text in the background at most once per CHAT_CHECKPOINT_SECONDS. Whatever ends
+it (the provider finishing or failing, a stop, the process shutting down) the text so far is kept.
+
+Control messages go through the channel layer, never tokens (see eventlog for why):
+- `chat.conversation.<id>` groups reach the sockets subscribed to a conversation: new messages,
+  title changes, and answers that ended without an event log (the stale sweep);
+- `chat.generation.<id>` groups reach the process running an answer: stop requests from any tab on
+  any process.
+"""
+
+import asyncio
+import logging
+import time
+import uuid
+import weakref
+from contextlib import aclosing, suppress
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.utils import timezone
+
+from conversations import frames, selectors, services
+from conversations.errors import ChatError
+from conversations.eventlog import event_log, event_log_is_shared
+from conversations.models import Message
+from conversations.protocol import ChatEdit, ChatRegenerate, ChatSend
+from conversations.rendering import render_markdown
+from conversations.services import Exchange
+from providers.errors import ProviderError
+from providers.services import stream_chat
+from providers.types import ProviderInfo, Usage
+
+logger = logging.getLogger(__name__)
+
+# The final save is retried this many times (with a short pause) before the answer is left to the
+# stale sweep, which keeps its last checkpoint.
+FINISH_ATTEMPTS = 3
+TITLE_WORDS = 8
+TITLE_MAX_CHARS = 80
+
+
+def conversation_group(conversation_id: uuid.UUID) -> str:
+    return f"chat.conversation.{conversation_id.hex}"
+
+
+def generation_group(message_id: uuid.UUID) -> str:
+    return f"chat.generation.{message_id.hex}"
+
+
+def log_key(message_id: uuid.UUID) -> str:
+    return message_id.hex
+
+
+@dataclass(frozen=True)
+class _Failure:
+    error: ProviderError
+
+
+_END = object()
+_STOP = object()
+
+
+async def render_html(content: str) -> str:
+    # Markdown rendering is CPU work on possibly long text: off the event loop.
+    return await sync_to_async(render_markdown, thread_sensitive=False)(content)
+
+
+class Generation:
+    """One answer being written. Created by generation_start; runs until its task ends."""
+
+    def __init__(self, exchange: Exchange) -> None:
+        self.exchange = exchange
+        self.message_id = exchange.assistant_message.id
+        self.conversation_id = exchange.conversation.id
+        self.provider = exchange.assistant_message.provider
+        self.model = exchange.assistant_message.model
+        self.queue: asyncio.Queue[object] = asyncio.Queue()
+        self.parts: list[str] = []
+        self.seq = 0
+        self.usage: Usage | None = None
+        self.stop_requested = False
+        self.task: asyncio.Task[None] | None = None
+        self._checkpoint: asyncio.Task[None] | None = None
+
+    def stop(self) -> None:
+        if not self.stop_requested:
+            self.stop_requested = True
+            self.queue.put_nowait(_STOP)
+
+    @property
+    def content(self) -> str:
+        return "".join(self.parts)
+
+    async def _pump(self) -> None:
+        exchange = self.exchange
+        try:
+            stream = stream_chat(
+                exchange.target, exchange.history, model=exchange.model, **exchange.options
+            )
+            async with aclosing(stream):
+                async for chunk in stream:
+                    self.queue.put_nowait(chunk)
+        except ProviderError as exc:
+            self.queue.put_nowait(_Failure(exc))
+        except Exception:
+            logger.exception("generation %s: the provider stream failed", self.message_id)
+            self.queue.put_nowait(_Failure(ProviderError(code="internal")))
+        else:
+            self.queue.put_nowait(_END)
+
+    def _save_in_background(self, content: str | None) -> None:
+        """Checkpoint without holding up the frames; at most one save in flight."""
+        if self._checkpoint is not None and not self._checkpoint.done():
+            return
+
+        async def save() -> None:
+            try:
+                await database_sync_to_async(services.message_checkpoint)(
+                    message_id=self.message_id, content=content
+                )
+            except Exception:
+                # The next checkpoint (or the final save) carries the text anyway.
+                logger.warning("generation %s: checkpoint failed", self.message_id, exc_info=True)
+
+        self._checkpoint = asyncio.create_task(save())
+
+    async def run(self) -> None:
+        log = event_log()
+        key = log_key(self.message_id)
+        interval = settings.CHAT_FRAME_INTERVAL_MS / 1000
+        checkpoint_every = settings.CHAT_CHECKPOINT_SECONDS
+        # A generation that is alive but silent (a slow first token) still refreshes its row, so
+        # the stale sweep never mistakes it for one whose process died.
+        liveness_every = max(1.0, settings.CHAT_STALE_STREAM_SECONDS / 3)
+        pending: list[str] = []
+        last_flush = float("-inf")
+        last_save = last_live = time.monotonic()
+        saved_len = 0
+        status, failure = Message.Status.COMPLETE, None
+        pump = asyncio.create_task(self._pump())
+        try:
+            while True:
+                now = time.monotonic()
+                deadline = last_live + liveness_every
+                if pending:
+                    deadline = min(deadline, last_flush + interval)
+                try:
+                    item = await asyncio.wait_for(self.queue.get(), max(0.0, deadline - now))
+                except TimeoutError:
+                    item = None
+                now = time.monotonic()
+                if isinstance(item, str):
+                    if item:
+                        pending.append(item)
+                elif item is _STOP:
+                    status = Message.Status.STOPPED
+                    break
+                elif item is _END:
+                    break
+                elif isinstance(item, _Failure):
+                    status, failure = Message.Status.ERROR, item.error
+                    break
+                elif isinstance(item, ProviderInfo):
+                    self.provider, self.model = item.provider, item.model
+                elif isinstance(item, Usage):
+                    self.usage = item
+                if pending and now - last_flush >= interval:
+                    await self._flush(log, key, pending)
+                    last_flush = now
+                if now - last_save >= checkpoint_every and len(self.content) != saved_len:
+                    saved_len = len(self.content)
+                    self._save_in_background(self.content)
+                    last_save = last_live = now
+                elif now - last_live >= liveness_every:
+                    self._save_in_background(None)
+                    await log.keepalive(key)
+                    last_live = now
+        except asyncio.CancelledError:
+            # The process is shutting down: keep what was written; the row becomes `interrupted`.
+            pump.cancel()
+            with suppress(Exception):
+                await asyncio.shield(self._interrupt_on_shutdown(log, key, pending))
+            raise
+        finally:
+            if not pump.done():
+                pump.cancel()
+            # Closing the provider stream (and with it the upstream request) happens here, so a
+            # stop frees the upstream before the answer is reported as ended.
+            with suppress(asyncio.CancelledError, Exception):
+                await pump
+        if pending:
+            await self._flush(log, key, pending)
+        await self._finish(log, key, status, failure)
+
+    async def _flush(self, log, key: str, pending: list[str]) -> None:
+        delta = "".join(pending)
+        pending.clear()
+        self.seq += 1
+        self.parts.append(delta)
+        await log.append(key, seq=self.seq, delta=delta)
+
+    async def _finish(self, log, key: str, status: str, failure: ProviderError | None) -> None:
+        if self._checkpoint is not None:
+            with suppress(Exception):
+                await self._checkpoint
+        content = self.content
+        error_code, error_detail = "", ""
+        if failure is not None:
+            error_code, error_detail = failure.code, str(failure)
+        usage = self.usage
+        fields = {
+            "message_id": self.message_id,
+            "content": content,
+            "status": status,
+            "provider": self.provider,
+            "model": self.model,
+            "prompt_tokens": usage.prompt_tokens if usage else None,
+            "completion_tokens": usage.completion_tokens if usage else None,
+            "error_code": error_code,
+            "error_detail": error_detail,
+        }
+        for attempt in range(1, FINISH_ATTEMPTS + 1):
+            try:
+                await database_sync_to_async(services.message_finish)(**fields)
+                break
+            except Exception:
+                logger.warning(
+                    "generation %s: final save failed (attempt %d)",
+                    self.message_id,
+                    attempt,
+                    exc_info=True,
+                )
+                await asyncio.sleep(0.2 * attempt)
+        done = frames.message_done(
+            message_id=self.message_id,
+            conversation_id=self.conversation_id,
+            status=status,
+            content=content,
+            html=await render_html(content),
+            prompt_tokens=fields["prompt_tokens"],
+            completion_tokens=fields["completion_tokens"],
+            error_code=error_code,
+            error_detail=error_detail,
+            provider=self.provider,
+            model=self.model,
+        )
+        await log.finish(key, seq=self.seq, done=done)
+
+    async def _interrupt_on_shutdown(self, log, key: str, pending: list[str]) -> None:
+        content = self.content + "".join(pending)
+        await database_sync_to_async(services.message_interrupt)(
+            message_id=self.message_id, content=content
+        )
+
+
+class Engine:
+    """This event loop's generations, and its listener for stop requests from other processes."""
+
+    def __init__(self) -> None:
+        self.generations: dict[uuid.UUID, Generation] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._channel: str | None = None
+        self._started = asyncio.Lock()
+        self._background: list[asyncio.Task[Any]] = []
+
+    async def ensure_started(self) -> None:
+        async with self._started:
+            if self._channel is not None:
+                return
+            layer = get_channel_layer()
+            self._channel = await layer.new_channel()
+            self._background = [
+                asyncio.create_task(self._listen(), name="chat-engine-listen"),
+                asyncio.create_task(self._sweep_forever(), name="chat-engine-sweep"),
+            ]
+
+    async def _listen(self) -> None:
+        layer = get_channel_layer()
+        while True:
+            try:
+                message = await layer.receive(self._channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("chat engine: channel layer receive failed", exc_info=True)
+                await asyncio.sleep(1)
+                continue
+            if message.get("type") == "generation.stop":
+                with suppress(ValueError, KeyError, TypeError):
+                    generation = self.generations.get(uuid.UUID(message["message"]))
+                    if generation is not None:
+                        generation.stop()
+
+    async def _sweep_forever(self) -> None:
+        every = max(1.0, settings.CHAT_STALE_STREAM_SECONDS / 2)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await generation_recover_stale(engine=self)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("chat engine: stale sweep failed", exc_info=True)
+
+    async def start(self, generation: Generation) -> None:
+        await self.ensure_started()
+        self.generations[generation.message_id] = generation
+        layer = get_channel_layer()
+        try:
+            await layer.group_add(generation_group(generation.message_id), self._channel)
+        except Exception:
+            # Stops from this process still work (they find the generation here).
+            logger.warning("chat engine: could not register for remote stops", exc_info=True)
+        generation.task = asyncio.create_task(
+            self._run(generation), name=f"generation-{generation.message_id}"
+        )
+        self._tasks.add(generation.task)
+        generation.task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, generation: Generation) -> None:
+        try:
+            await generation.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("generation %s failed", generation.message_id)
+        finally:
+            self.generations.pop(generation.message_id, None)
+            with suppress(Exception):
+                await get_channel_layer().group_discard(
+                    generation_group(generation.message_id), self._channel
+                )
+        if generation.exchange.title_source:
+            try:
+                await _title_conversation(generation)
+            except Exception:
+                logger.warning("generation %s: title failed", generation.message_id, exc_info=True)
+
+    async def wait_idle(self) -> None:
+        """Until every generation of this loop has ended (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self) -> None:
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with suppress(asyncio.CancelledError, Exception):
+                await task
+        self._background = []
+        self._channel = None
+
+
+_engines: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Engine]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def generation_engine() -> Engine:
+    """The engine of the running event loop (one per server process under Daphne)."""
+    loop = asyncio.get_running_loop()
+    engine = _engines.get(loop)
+    if engine is None:
+        engine = _engines[loop] = Engine()
+    return engine
+
+
+async def generation_engine_close() -> None:
+    """Wait for this loop's generations, then stop its listeners (tests; orderly shutdown)."""
+    engine = _engines.pop(asyncio.get_running_loop(), None)
+    if engine is not None:
+        await engine.wait_idle()
+        await engine.close()
+
+
+# --- Starting, stopping ----------------------------------------------------------------------
+
+
+async def exchange_open(*, user, request: ChatSend | ChatRegenerate | ChatEdit) -> Exchange:
+    """Save the user message and the answer's placeholder (one transaction) and open its event
+    log. The log opens first, under the answer's id chosen here, so a socket that sees the
+    committed `streaming` row always finds its log."""
+    assistant_id = uuid.uuid4()
+    log = event_log()
+    await log.open(log_key(assistant_id))
+    try:
+        if isinstance(request, ChatSend):
+            return await database_sync_to_async(services.message_send)(
+                user=user, request=request, assistant_id=assistant_id
+            )
+        if isinstance(request, ChatRegenerate):
+            return await database_sync_to_async(services.message_regenerate)(
+                user=user, message_id=request.message, assistant_id=assistant_id
+            )
+        return await database_sync_to_async(services.message_edit)(
+            user=user,
+            message_id=request.message,
+            content=request.content,
+            assistant_id=assistant_id,
+        )
+    except BaseException:
+        await log.discard(log_key(assistant_id))
+        raise
+
+
+async def generation_start(*, exchange: Exchange, request_id: str | None = None) -> Generation:
+    """Announce the new messages to the conversation's sockets and start writing the answer."""
+    layer = get_channel_layer()
+    group = conversation_group(exchange.conversation.id)
+    for message in (exchange.user_message, exchange.assistant_message):
+        if message is not None:
+            await layer.group_send(
+                group,
+                {
+                    "type": "chat.message.created",
+                    "frame": frames.message_created(message, request_id=request_id),
+                },
+            )
+    generation = Generation(exchange)
+    await generation_engine().start(generation)
+    return generation
+
+
+async def generation_run_to_completion(*, user, request: ChatSend) -> Exchange:
+    """Send and wait for the whole answer (the no-JavaScript form). If the waiting request goes
+    away, the answer is still written and saved."""
+    exchange = await exchange_open(user=user, request=request)
+    generation = await generation_start(exchange=exchange, request_id=request.request_id)
+    assert generation.task is not None
+    await asyncio.shield(generation.task)
+    return exchange
+
+
+async def generation_stop(*, user, message_id: uuid.UUID) -> None:
+    """Stop an answer of `user`'s, wherever it runs. A finished answer is left as it is."""
+    message = await database_sync_to_async(selectors.message_get_for_user)(
+        user=user, message_id=message_id
+    )
+    if message is None or message.role != Message.Role.ASSISTANT:
+        raise ChatError("not_found", services.NOT_FOUND)
+    if message.status != Message.Status.STREAMING:
+        return
+    local = generation_engine().generations.get(message_id)
+    if local is not None:
+        local.stop()
+        return
+    await get_channel_layer().group_send(
+        generation_group(message_id), {"type": "generation.stop", "message": str(message_id)}
+    )
+
+
+# --- Answers whose process died ----------------------------------------------------------------
+
+
+async def message_interrupt_and_announce(*, message_id: uuid.UUID) -> bool:
+    """Mark a `streaming` answer nobody writes any more as `interrupted`, keeping the most text
+    known (its event log may hold more than its last checkpoint), and tell its sockets."""
+    log = event_log()
+    key = log_key(message_id)
+    snapshot = await log.snapshot(key)
+    content = snapshot.content if snapshot is not None and snapshot.done is None else None
+    if not await database_sync_to_async(services.message_interrupt)(
+        message_id=message_id, content=content
+    ):
+        return False
+    message = await database_sync_to_async(selectors.message_get)(message_id=message_id)
+    if message is None:
+        return False
+    done = frames.message_done_from_row(message, html=await render_html(message.content))
+    if snapshot is not None and snapshot.done is None:
+        await log.finish(key, seq=snapshot.seq, done=done)
+    await get_channel_layer().group_send(
+        conversation_group(message.conversation_id), {"type": "chat.message.done", "frame": done}
+    )
+    logger.info("answer %s was interrupted (its process is gone)", message_id)
+    return True
+
+
+async def generation_recover_stale(*, engine: Engine | None = None) -> int:
+    """Interrupt `streaming` answers not saved for CHAT_STALE_STREAM_SECONDS (their process
+    died); answers running in this loop are skipped. Returns how many were interrupted."""
+    engine = engine or generation_engine()
+    cutoff = timezone.now() - timedelta(seconds=settings.CHAT_STALE_STREAM_SECONDS)
+    ids = await database_sync_to_async(selectors.message_ids_stale_streaming)(saved_before=cutoff)
+    count = 0
+    for message_id in ids:
+        if message_id in engine.generations:
+            continue
+        if await message_interrupt_and_announce(message_id=message_id):
+            count += 1
+    return count
+
+
+def generation_recover_on_start() -> int:
+    """At server start (sync, before serving). With the in-process event log this process was the
+    only writer, so every `streaming` answer is dead; with Redis other processes may be writing,
+    so only stale ones are."""
+    if event_log_is_shared():
+        cutoff = timezone.now() - timedelta(seconds=settings.CHAT_STALE_STREAM_SECONDS)
+    else:
+        cutoff = None
+    return services.message_interrupt_dead(saved_before=cutoff)
+
+
+# --- Titles ------------------------------------------------------------------------------------
+
+
+def title_from_text(text: str) -> str:
+    """The first words of the first message: the title when no title provider is configured."""
+    words = text.split()
+    title = " ".join(words[:TITLE_WORDS])
+    if len(title) > TITLE_MAX_CHARS:
+        title = title[: TITLE_MAX_CHARS - 1].rstrip() + "…"
+    elif len(words) > TITLE_WORDS:
+        title += "…"
+    return title or "Untitled"
+
+
+TITLE_PROMPT = (
+    "Write a short title (at most six words, no quotes, no final punctuation) for a chat that "
+    "starts with this message:\n\n{text}"
+)
+
+
+async def _title_from_provider(text: str) -> str | None:
+    name = settings.CHAT_TITLE_PROVIDER
+    if not name:
+        return None
+    from providers.selectors import provider_target_get
+
+    try:
+        target = await database_sync_to_async(provider_target_get)(name=name)
+        parts: list[str] = []
+        messages = [{"role": "user", "content": TITLE_PROMPT.format(text=text[:2000])}]
+        async with asyncio.timeout(15):
+            async with aclosing(stream_chat(target, messages, max_tokens=24)) as stream:
+                async for chunk in stream:
+                    if isinstance(chunk, str):
+                        parts.append(chunk)
+    except (ProviderError, TimeoutError) as exc:
+        logger.info("title provider %s failed (%s); using the first words", name, exc)
+        return None
+    title = " ".join("".join(parts).split()).strip(" \"'.")
+    return title[:TITLE_MAX_CHARS] or None
+
+
+async def _title_conversation(generation: Generation) -> None:
+    text = generation.exchange.title_source or ""
+    title = await _title_from_provider(text) or title_from_text(text)
+    conversation = await database_sync_to_async(services.conversation_title_set_if_empty)(
+        conversation_id=generation.conversation_id, title=title
+    )
+    if conversation is not None:
+        await get_channel_layer().group_send(
+            conversation_group(generation.conversation_id),
+            {
+                "type": "chat.conversation.updated",
+                "frame": frames.conversation_updated(frames.conversation_data(conversation)),
+            },
+        )

@@ -1,0 +1,25 @@
+"""The channel layer as configured by chatsite.settings, against the real Redis."""
+
+import asyncio
+
+import pytest
+from channels.layers import get_channel_layer
+
+pytestmark = pytest.mark.redis
+
+
+async def test_receive_outlives_the_blocking_read_of_channels_redis():
+    """channels-redis blocks 5 s per read. With redis-py's default 5 s socket timeout the read
+    raised TimeoutError out of receive(), which ends the consumer and drops the user's socket."""
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add("idle-test", channel)
+    receiving = asyncio.create_task(layer.receive(channel))
+    try:
+        await asyncio.sleep(6.5)
+        assert not receiving.done(), receiving.exception()
+        await layer.group_send("idle-test", {"type": "ping", "n": 1})
+        assert await asyncio.wait_for(receiving, 5) == {"type": "ping", "n": 1}
+    finally:
+        receiving.cancel()
+        await layer.group_discard("idle-test", channel)

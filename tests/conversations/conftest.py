@@ -1,0 +1,106 @@
+"""Fixtures for the chat engine: signed-in sockets through the real ASGI stack, and a provider
+config that points at the fake upstream (a real HTTP server on loopback)."""
+
+import json
+from contextlib import suppress
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.test import Client
+
+from chatsite.asgi import application
+from conversations.eventlog import event_log_close
+from conversations.generation import generation_engine_close
+from providers.models import ProviderConfig
+
+ORIGIN = (b"origin", b"http://127.0.0.1:8000")
+# How long a test waits for one frame before failing (generous: CI shares two cores).
+FRAME_TIMEOUT = 10
+
+
+class ChatSocket:
+    """A browser's end of /ws/chat/, as seen through chatsite.asgi."""
+
+    def __init__(self, communicator: WebsocketCommunicator) -> None:
+        self.communicator = communicator
+
+    async def send(self, type_: str, **fields: Any) -> None:
+        await self.communicator.send_to(text_data=json.dumps({"type": type_, **fields}))
+
+    async def send_raw(self, text: str | None = None, binary: bytes | None = None) -> None:
+        await self.communicator.send_to(text_data=text, bytes_data=binary)
+
+    async def receive(self, wait: float = FRAME_TIMEOUT) -> dict[str, Any]:
+        return json.loads(await self.communicator.receive_from(wait))
+
+    async def receive_until(self, type_: str, wait: float = FRAME_TIMEOUT) -> list[dict]:
+        """Frames up to and including the first of `type_`."""
+        seen = []
+        while True:
+            frame = await self.receive(wait)
+            seen.append(frame)
+            if frame["type"] == type_:
+                return seen
+
+    async def nothing_more(self, wait: float = 0.3) -> bool:
+        return await self.communicator.receive_nothing(wait)
+
+    async def close(self) -> None:
+        await self.communicator.disconnect()
+
+
+@pytest.fixture
+async def clean_engine():
+    """Each test gets a fresh engine and event log for its own event loop, and leaves none
+    running behind it."""
+    layer = get_channel_layer()
+    if hasattr(layer, "flush") and not settings.REDIS_URL:
+        await layer.flush()
+    yield
+    await generation_engine_close()
+    await event_log_close()
+
+
+@pytest.fixture
+def chat_config(db, encryption_keys, fake_upstream) -> ProviderConfig:
+    return ProviderConfig.objects.create(
+        name="fake",
+        provider_class="OpenAICompatible",
+        api_base=fake_upstream.url + "/v1",
+        default_model="fake-model",
+        allowed_models=["fake-model", "fake-model-2"],
+        is_default=True,
+        timeout=10,
+    )
+
+
+def _login_cookie(user) -> tuple[bytes, bytes]:
+    client = Client()
+    client.force_login(user)
+    value = client.cookies[settings.SESSION_COOKIE_NAME].value
+    return (b"cookie", f"{settings.SESSION_COOKIE_NAME}={value}".encode())
+
+
+@pytest.fixture
+async def open_socket(clean_engine):
+    """`await open_socket(user)`: a connected, signed-in socket, closed after the test (before
+    the engine is)."""
+    sockets: list[ChatSocket] = []
+
+    async def open_(user) -> ChatSocket:
+        cookie = await sync_to_async(_login_cookie)(user)
+        communicator = WebsocketCommunicator(application, "/ws/chat/", headers=[ORIGIN, cookie])
+        connected, code = await communicator.connect(timeout=FRAME_TIMEOUT)
+        assert connected, f"socket refused with {code}"
+        socket = ChatSocket(communicator)
+        sockets.append(socket)
+        return socket
+
+    yield open_
+    for socket in sockets:
+        with suppress(Exception):
+            await socket.close()
