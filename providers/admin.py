@@ -13,7 +13,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from providers.models import FallbackChain, FallbackChainMember, ProviderConfig
 from providers.registry import provider_class_choices
 from providers.selectors import provider_config_models
-from providers.services import apply_token, provider_config_check
+from providers.services import apply_token, provider_config_check, provider_token_validate
 
 
 def token_hint(config: ProviderConfig) -> str:
@@ -60,6 +60,12 @@ class ProviderConfigForm(forms.ModelForm):
             # Keep a class that is no longer installed visible instead of silently changing it.
             choices.append((current, f"{current} (not installed)"))
         self.fields["provider_class"].choices = choices
+
+    def clean_token(self) -> str:
+        token = self.cleaned_data.get("token") or ""
+        if token:
+            provider_token_validate(token=token)
+        return token
 
     def clean(self):
         cleaned = super().clean()

@@ -15,6 +15,12 @@ from providers.transport import (
 )
 from providers.types import Messages
 
+# The upstream serves its own web page's requests; it is sent what a desktop browser sends.
+USER_AGENT = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/114.0.0.0 Safari/537.36"
+)
+
 
 def format_prompt(messages: Messages) -> str:
     """One message: its content. Several: a `Role: content` line each, then `Assistant:`."""
@@ -57,6 +63,7 @@ class Aichat(AsyncProvider, RaiseErrorMixin):
             "content-type": "application/json",
             "origin": cls.url,
             "referer": f"{cls.url}/chat",
+            "user-agent": USER_AGENT,
         }
         body = {
             "message": format_prompt(messages),

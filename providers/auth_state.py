@@ -19,11 +19,15 @@ class DatabaseAuthStore:
     def __init__(self, *, key: str) -> None:
         self.key = key
 
+    # Not thread-sensitive: a sync caller (an admin action, a command) reaches this through the
+    # sync bridge while it blocks its own thread, which may be the very thread a thread-sensitive
+    # call would queue behind (asgiref's single-thread or per-request executor): a deadlock.
+    # Each call is one self-contained query, so any worker thread will do.
     async def load(self) -> AuthResult | None:
-        return await database_sync_to_async(self._load)()
+        return await database_sync_to_async(self._load, thread_sensitive=False)()
 
     async def save(self, auth_result: AuthResult | None) -> None:
-        await database_sync_to_async(self._save)(auth_result)
+        await database_sync_to_async(self._save, thread_sensitive=False)(auth_result)
 
     def _load(self) -> AuthResult | None:
         ciphertext = (

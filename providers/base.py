@@ -10,6 +10,7 @@ import inspect
 import json
 import logging
 import os
+import tempfile
 import types
 import typing
 from abc import ABC, abstractmethod
@@ -339,7 +340,10 @@ class RaiseErrorMixin:
                 code, text = error.get("code"), error.get("message")
                 if status is None and isinstance(code, int) and 400 <= code < 600:
                     status = code
-                if code and text:
+                if code == status and text:
+                    # The code is the status: "Error 429: 429: ..." would say it twice.
+                    message = str(text)
+                elif code and text:
                     message = f"{code}: {text}"
                 else:
                     message = str(text or code or error.get("type") or "Unknown error")
@@ -399,14 +403,18 @@ def write_cache_file(path: Path, auth_result: AuthResult | None) -> None:
         path.unlink(missing_ok=True)
         return
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # Written to a private temporary file and renamed, so a reader never sees half a file and the
-    # secret is never readable by others, not even for an instant.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(auth_result.get_dict(), handle)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    # Written to a private temporary file (mkstemp creates it 0600, with a name no other writer,
+    # thread or process, can share) and renamed, so a reader never sees half a file and the secret
+    # is never readable by others, not even for an instant.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(auth_result.get_dict(), handle)
+        os.chmod(tmp, 0o600)  # exactly 0600, whatever the umask
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 class AsyncAuthedProvider(AsyncGeneratorProvider, AuthFileMixin):

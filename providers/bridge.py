@@ -8,6 +8,7 @@ calling thread never runs a second loop.
 """
 
 import asyncio
+import contextvars
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
@@ -28,7 +29,13 @@ class _LoopThread:
         self.thread.start()
 
     def run[T](self, coro: Coroutine[Any, Any, T]) -> T:
-        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        # The step runs in a fresh context, not a copy of the caller's: inherited asgiref state
+        # would send the step's database calls (database_sync_to_async) to the executor of the
+        # caller's request, which is the very thread now blocked here waiting (a deadlock, e.g.
+        # for an admin action under ASGI).
+        future: Future[T] = contextvars.Context().run(
+            asyncio.run_coroutine_threadsafe, coro, self.loop
+        )
         try:
             return future.result()
         except BaseException:

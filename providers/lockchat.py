@@ -9,6 +9,7 @@ from providers.base import AsyncGeneratorProvider, ProviderModelMixin, RaiseErro
 from providers.errors import ModelNotFoundError
 from providers.registry import register
 from providers.transport import (
+    drain_lines,
     endpoint,
     parse_json,
     raise_for_status,
@@ -94,15 +95,20 @@ class Lockchat(AsyncGeneratorProvider, ProviderModelMixin, RaiseErrorMixin):
                 timeout=timeout,
             ) as response:
                 await raise_for_status(response, cls.raise_error)
-                async for line in response.aiter_lines():
+                lines = response.aiter_lines()
+                async for line in lines:
                     if MODEL_MISSING in line:
                         if answered:
                             raise ModelNotFoundError(MODEL_MISSING)
                         raise _ModelMissing()
-                    if not line.startswith("data:"):
+                    if line.startswith("data:"):
+                        payload = line.removeprefix("data:").strip()
+                    elif line.startswith("{"):
+                        payload = line  # a bare JSON line: an error object sent without SSE
+                    else:
                         continue  # comments, keep-alive blank lines, other SSE fields
-                    payload = line.removeprefix("data:").strip()
                     if payload == "[DONE]":
+                        await drain_lines(lines)
                         return
                     data = parse_json(payload)
                     if not isinstance(data, dict):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from providers.auth_state import DatabaseAuthStore
@@ -50,10 +51,26 @@ def provider_config_set_token(*, config: ProviderConfig, token: str | None) -> N
         config.save(update_fields=["token_ciphertext", "token_last4", "updated_at"])
 
 
+def provider_token_validate(*, token: str) -> None:
+    """A token travels in an HTTP header: one line of printable ASCII.
+
+    A line break or a non-ASCII character would make the HTTP library fail with an error that
+    quotes the whole header, token included; refusing it here keeps it out of every error.
+    """
+    if any(not " " <= character <= "~" for character in token):
+        raise ValidationError(
+            "The token may only hold printable ASCII characters on one line.", code="token_chars"
+        )
+
+
 def apply_token(*, config: ProviderConfig, token: str | None) -> None:
-    """Set the token fields on an unsaved instance (for forms that save the row themselves)."""
+    """Set the token fields on an unsaved instance (for forms that save the row themselves).
+
+    Raises ValidationError (never quoting the token) for a token that cannot go into a header.
+    """
     token = (token or "").strip()
     if token:
+        provider_token_validate(token=token)
         config.token_ciphertext = encrypt_text(token)
         config.token_last4 = token[-4:] if len(token) >= MIN_TOKEN_LENGTH_FOR_HINT else ""
     else:
@@ -100,13 +117,26 @@ def _resolve_model(config: ProviderConfig, model: str | None) -> str:
 
 
 class _Scrubbed:
-    """Makes sure no error leaving a stream carries the token (upstreams sometimes echo it)."""
+    """Makes sure no error leaving a stream carries the token (upstreams sometimes echo it), not
+    even in the exceptions it was raised from, which a traceback in a log would show."""
 
     def __init__(self, secret: str | None) -> None:
         self.secret = secret
 
+    def mentioned_in(self, exc: BaseException) -> bool:
+        if not self.secret:
+            return False
+        seen: set[int] = set()
+        current: BaseException | None = exc
+        while current is not None and id(current) not in seen:
+            seen.add(id(current))
+            if self.secret in str(current) or self.secret in repr(current.args):
+                return True
+            current = current.__cause__ or current.__context__
+        return False
+
     def error(self, exc: ProviderError) -> ProviderError:
-        if self.secret and self.secret in str(exc):
+        if self.mentioned_in(exc):
             clean = type(exc)(str(exc).replace(self.secret, "…"), code=exc.code)
             clean.__cause__ = None
             return clean
@@ -138,6 +168,14 @@ async def _config_stream(
             except Exception as exc:
                 # A provider bug or an answer shaped unlike its format: the caller still gets a
                 # ProviderError, and the details go to the log (never to the user).
+                if scrub.mentioned_in(exc):
+                    logger.error(
+                        "provider %s failed unexpectedly (%s; details withheld: they hold the "
+                        "token)",
+                        cls.__name__,
+                        type(exc).__name__,
+                    )
+                    raise ResponseError(code="malformed_response") from None
                 logger.exception("provider %s failed unexpectedly", cls.__name__)
                 raise ResponseError(code="malformed_response") from exc
 

@@ -27,6 +27,9 @@ DEFAULT_TIMEOUT = 60.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
 # An error body is read only to find the upstream's message; a huge one is cut, not buffered.
 MAX_ERROR_BODY = 64 * 1024
+# What is read of a body after its `data: [DONE]` before the connection is given up instead.
+DRAIN_SECONDS = 0.5
+DRAIN_MAX_LINES = 100
 
 # An httpx.AsyncClient belongs to the loop it first ran on (its pool holds that loop's sockets), so
 # there is one per loop, and per proxy because httpx binds the proxy to the client. Weak keys let a
@@ -135,6 +138,27 @@ def parse_json(text: str) -> Any:
         raise MalformedResponseError() from exc
 
 
+async def drain_lines(lines: AsyncIterator[str]) -> None:
+    """Read the rest of a body after `data: [DONE]`, normally one blank line and the end.
+
+    Only a body read to its end lets the connection go back to the pool; otherwise every answer
+    pays for a new connection (and TLS handshake). A server that keeps sending or keeps the body
+    open is cut off instead: closing the response then closes the connection.
+    """
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            count = 0
+            async for _line in lines:
+                count += 1
+                if count > DRAIN_MAX_LINES:
+                    return
+    except TimeoutError:
+        logger.debug("body still open after [DONE]; closing the connection")
+    except httpx.HTTPError:
+        # The answer is complete; a connection cut after [DONE] only cannot be reused.
+        logger.debug("connection broke after [DONE]", exc_info=True)
+
+
 async def sse_data(response: httpx.Response) -> AsyncIterator[str]:
     """The `data` payload of every event line, until `data: [DONE]` or the end of the body.
 
@@ -144,10 +168,12 @@ async def sse_data(response: httpx.Response) -> AsyncIterator[str]:
     `data:` line is one event, because LLM upstreams put one JSON document per line and some
     (Raycast) never send the blank separator line.
     """
-    async for line in response.aiter_lines():
+    lines = response.aiter_lines()
+    async for line in lines:
         if line.startswith("data:"):
             value = line.removeprefix("data:").removeprefix(" ")
             if value.strip() == "[DONE]":
+                await drain_lines(lines)
                 return
             yield value
         elif line.startswith("{"):

@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -39,6 +40,12 @@ class RecordedRequest:
     disconnected: threading.Event = field(default_factory=threading.Event)
     # Set when the server is finished with the request (answered, dropped, or the client left).
     done: threading.Event = field(default_factory=threading.Event)
+    # The client's side of the TCP connection: equal ports mean one pooled connection.
+    client_port: int = 0
+    http_version: str = ""
+    # Set when the request came as a forward proxy receives it (absolute URL in the request line):
+    # the origin it was meant for. `path` is then the path part of that URL.
+    proxied_for: str | None = None
 
     @property
     def json(self) -> Any:
@@ -59,6 +66,10 @@ class Behaviour:
     model_missing: int = 0
     # When set, OpenAI-style requests without `Authorization: Bearer <accept_token>` get a 401.
     accept_token: str | None = None
+    # When set, a streaming endpoint answers 200 with exactly these pieces as its body, each one
+    # written as its own chunk (any framing a test wants, byte for byte); with `drop_after`, the
+    # connection is cut after that many pieces, before the body's end.
+    raw_stream: tuple[str, ...] | None = None
 
 
 def deltas_of(reply: str) -> list[str]:
@@ -110,6 +121,7 @@ class FakeUpstream:
         usage: bool = True,
         model_missing: int = 0,
         accept_token: str | None = None,
+        raw_stream: tuple[str, ...] | None = None,
     ) -> None:
         """Applies to every following request until reset().
 
@@ -129,6 +141,7 @@ class FakeUpstream:
                 usage=usage,
                 model_missing=model_missing,
                 accept_token=accept_token,
+                raw_stream=raw_stream,
             )
             self._model_missing_left = model_missing
 
@@ -211,11 +224,20 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        proxied_for = None
+        if self.path.startswith(("http://", "https://")):
+            # Sent to us as to a forward proxy: answer as the origin it names would.
+            target = urlsplit(self.path)
+            proxied_for = f"{target.scheme}://{target.netloc}"
+            self.path = target.path + (f"?{target.query}" if target.query else "")
         record = RecordedRequest(
             method=self.command,
             path=self.path,
             headers={name.lower(): value for name, value in self.headers.items()},
             body=body,
+            client_port=self.client_address[1],
+            http_version=self.request_version,
+            proxied_for=proxied_for,
         )
         behaviour = self.fake._record(record)
         self.record = record
@@ -339,6 +361,8 @@ class _Handler(BaseHTTPRequestHandler):
             )
 
         self._start_stream()
+        if self._wrote_raw_stream():
+            return
         if self.behaviour.error_body is not None:
             self._write_event(_as_payload(self.behaviour.error_body), count_delta=False)
             self._end_stream()
@@ -373,6 +397,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(401, {"error": {"message": "Unauthorized", "code": "unauthorized"}})
             return
         self._start_stream()
+        if self._wrote_raw_stream():
+            return
         if self.behaviour.error_body is not None:
             self._write_event(_as_payload(self.behaviour.error_body), count_delta=False)
             self._end_stream()
@@ -415,6 +441,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def _wrote_raw_stream(self) -> bool:
+        pieces = self.behaviour.raw_stream
+        if pieces is None:
+            return False
+        for index, piece in enumerate(pieces):
+            if self.behaviour.drop_after is not None and index >= self.behaviour.drop_after:
+                self._drop()
+            self._write_chunk(piece.encode())
+            # Long enough for the client to read each piece separately.
+            time.sleep(0.005)
+        if self.behaviour.drop_after is not None and len(pieces) >= self.behaviour.drop_after:
+            self._drop()  # every piece sent, but never the end of the body
+        self._end_stream()
+        return True
 
     def _start_stream(self) -> None:
         self.deltas_sent = 0

@@ -4,12 +4,19 @@ from pathlib import Path
 import pytest
 from django.db import connection
 from django.urls import reverse
+from django.views.debug import SafeExceptionReporterFilter
 
 from providers.models import FallbackChain, FallbackChainMember, ProviderConfig
 from providers.services import provider_config_set_token
 
 TOKEN = "sk-admin-secret-token-wxyz"
 NEW_TOKEN = "sk-admin-replacement-token-9876"
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # admin_client's superuser is created per test; the default hasher's rounds cost ~1 s each.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def form_data(**overrides):
@@ -195,23 +202,126 @@ def test_fallback_chain_admin_saves_ordered_members(admin_client, config):
     assert "second → fake" in html.decode()
 
 
-def test_token_reaches_neither_logs_nor_the_database_file(
+def test_error_reports_mask_the_posted_token(admin_client, config):
+    # What Django's exception reports (error e-mails, the debug page) would show of the request.
+    for url in (
+        reverse("admin:providers_providerconfig_add"),
+        reverse("admin:providers_providerconfig_change", args=[config.pk]),
+    ):
+        response = admin_client.post(url, form_data(name="not a slug!", token=NEW_TOKEN))
+        assert response.status_code == 200
+        shown = SafeExceptionReporterFilter().get_post_parameters(response.wsgi_request)
+        assert shown["token"] != NEW_TOKEN and set(shown["token"]) == {"*"}, url
+
+
+def test_a_token_that_cannot_go_into_a_header_is_a_form_error(admin_client, config):
+    bad = "sk-pasted-with\nline-break-0000"
+    response = admin_client.post(
+        reverse("admin:providers_providerconfig_change", args=[config.pk]),
+        form_data(api_base=config.api_base, token=bad),
+    )
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "printable ASCII" in html
+    assert bad not in html and "line-break-0000" not in html
+    config.refresh_from_db()
+    assert config.token_last4 == "wxyz"
+
+
+def test_changelist_shows_the_result_of_the_last_check(admin_client, config, fake_upstream):
+    changelist = reverse("admin:providers_providerconfig_changelist")
+    admin_client.post(changelist, {"action": "check_connection", "_selected_action": [config.pk]})
+    html = admin_client.get(changelist).content.decode()
+    assert "OK: OK in " in html
+    fake_upstream.behave(status=500)
+    admin_client.post(changelist, {"action": "check_connection", "_selected_action": [config.pk]})
+    html = admin_client.get(changelist).content.decode()
+    assert "Failed: upstream_error: Error 500" in html
+
+
+def _database_text() -> str:
+    """Every row of every table, as text."""
+    rows = []
+    with connection.cursor() as cursor:
+        for table in connection.introspection.table_names():
+            cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")
+            rows.extend(repr(row) for row in cursor.fetchall())
+    return "\n".join(rows)
+
+
+def _sqlite_file_bytes() -> bytes:
+    """The database file and its WAL as they are on disk, free pages included."""
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    database = Path(connection.settings_dict["NAME"])
+    return b"".join(
+        path.read_bytes() for path in (database, Path(f"{database}-wal")) if path.exists()
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_token_is_in_no_admin_page_log_line_or_database_byte(
     admin_client, encryption_keys, fake_upstream, caplog
 ):
+    # Committed for real (transaction=True), so the rows reach the database file.
     caplog.set_level(logging.DEBUG)
-    admin_client.post(
-        reverse("admin:providers_providerconfig_add"),
-        form_data(token=TOKEN, api_base=fake_upstream.url + "/v1"),
+    pages: dict[str, str] = {}
+
+    def visit(label, response):
+        assert response.status_code == 200, label
+        pages[label] = response.content.decode()
+
+    add = reverse("admin:providers_providerconfig_add")
+    changelist = reverse("admin:providers_providerconfig_changelist")
+    visit("add form", admin_client.get(add))
+    visit(
+        "after adding",
+        admin_client.post(
+            add, form_data(token=TOKEN, api_base=fake_upstream.url + "/v1"), follow=True
+        ),
     )
     config = ProviderConfig.objects.get(name="fake")
-    admin_client.post(
-        reverse("admin:providers_providerconfig_changelist"),
-        {"action": "check_connection", "_selected_action": [config.pk]},
+    change = reverse("admin:providers_providerconfig_change", args=[config.pk])
+    visit("change form", admin_client.get(change))
+    visit(
+        "change form with an error",
+        admin_client.post(change, form_data(name="bad name!", token=NEW_TOKEN)),
     )
-    assert TOKEN not in caplog.text
+    check = {"action": "check_connection", "_selected_action": [config.pk]}
+    visit("check passed", admin_client.post(changelist, check, follow=True))
+    # An upstream that repeats the key it was sent in its error message.
+    fake_upstream.behave(
+        status=401, error_body={"error": {"message": f"Incorrect API key provided: {TOKEN}"}}
+    )
+    visit("check failed", admin_client.post(changelist, check, follow=True))
+    visit("changelist", admin_client.get(changelist))
+    visit(
+        "history",
+        admin_client.get(reverse("admin:providers_providerconfig_history", args=[config.pk])),
+    )
+    visit(
+        "delete",
+        admin_client.get(reverse("admin:providers_providerconfig_delete", args=[config.pk])),
+    )
+    visit("chain form", admin_client.get(reverse("admin:providers_fallbackchain_add")))
+    visit("index", admin_client.get(reverse("admin:index")))
+
+    # The pages did show what they are for, so a missing token means it was kept out.
+    assert "…wxyz" in pages["change form"]
+    assert "OK in " in pages["check passed"]
+    assert "failed — missing_auth: Error 401" in pages["check failed"]
+    for label, html in pages.items():
+        assert TOKEN not in html and NEW_TOKEN not in html, label
+
+    assert "HTTP Request: POST" in caplog.text  # the logs were captured
+    assert TOKEN not in caplog.text and NEW_TOKEN not in caplog.text
+
+    config.refresh_from_db()
+    rows = _database_text()
+    assert config.token_ciphertext in rows  # the rows were read
+    assert TOKEN not in rows and NEW_TOKEN not in rows
     if connection.vendor == "sqlite":
-        connection.close()  # flush WAL pages through a checkpoint on close
-        database = Path(connection.settings_dict["NAME"])
-        for path in (database, Path(f"{database}-wal")):
-            if path.exists():
-                assert TOKEN.encode() not in path.read_bytes()
+        on_disk = _sqlite_file_bytes()
+        assert config.token_ciphertext.encode() in on_disk  # committed data is in the file
+        # Counted, so a failure does not print the whole file.
+        assert (on_disk.count(TOKEN.encode()), on_disk.count(NEW_TOKEN.encode())) == (0, 0)

@@ -30,6 +30,9 @@ async def test_request_matches_the_aichat_wire_format(fake_upstream):
     [request] = fake_upstream.requests
     assert (request.method, request.path) == ("POST", "/api/text")
     assert request.headers["content-type"] == "application/json"
+    assert request.headers["origin"] == "https://chat-gpt.org"
+    assert request.headers["referer"] == "https://chat-gpt.org/chat"
+    assert request.headers["user-agent"].startswith("Mozilla/5.0 ")
     assert request.json == {
         "message": format_prompt(CONVERSATION),
         "temperature": 0.1,

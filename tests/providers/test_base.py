@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from providers.aichat import Aichat
 from providers.base import (
     AbstractProvider,
     AsyncAuthedProvider,
@@ -26,7 +27,10 @@ from providers.errors import (
     ResponseError,
     ResponseStatusError,
 )
+from providers.lockchat import Lockchat
 from providers.openai_compatible import OpenAICompatible
+from providers.raycast import Raycast
+from providers.registry import all_providers
 from providers.types import AuthResult, FinishReason, Usage
 from tests.providers.conftest import USER_HELLO
 
@@ -94,6 +98,17 @@ async def test_create_async_past_timeout_raises_provider_timeout():
     assert isinstance(caught.value, TimeoutError)
 
 
+async def test_async_generator_create_async_past_timeout_raises_provider_timeout(fake_upstream):
+    fake_upstream.behave(first_byte_delay=0.5)
+    with pytest.raises(ProviderTimeoutError):
+        await OpenAICompatible.create_async(
+            "fake-model", USER_HELLO, timeout=0.1, api_base=fake_upstream.url + "/v1"
+        )
+    # The abandoned request is closed, not left running in the background.
+    request = await asyncio.to_thread(fake_upstream.wait_done, 5.0)
+    assert request.disconnected.is_set()
+
+
 # --- AsyncProvider ----------------------------------------------------------------------------
 
 
@@ -130,11 +145,32 @@ def test_sync_bridge_works_from_a_worker_thread():
 
     def work():
         result["chunks"] = list(Counter.create_completion("m", USER_HELLO, count=2))
+        result["single"] = list(AsyncEcho.create_completion("m", USER_HELLO))
 
     thread = threading.Thread(target=work)
     thread.start()
     thread.join(10)
     assert result["chunks"] == ["0 ", "1 ", FinishReason("length")]
+    assert result["single"] == ["m: Hello"]
+
+
+def test_sync_bridge_raises_the_providers_typed_error(fake_upstream):
+    # Raycast refuses to run without a token; the sync caller gets that very error type.
+    with pytest.raises(MissingAuthError):
+        list(Raycast.create_completion("gpt-4", USER_HELLO, api_base=fake_upstream.url))
+    fake_upstream.behave(status=429)
+    with pytest.raises(RateLimitError, match=r"^Error 429: "):
+        list(Aichat.create_completion("gpt-3.5-turbo", USER_HELLO, api_base=fake_upstream.url))
+
+
+async def test_sync_bridge_raises_typed_errors_inside_a_running_event_loop(fake_upstream):
+    fake_upstream.behave(status=402)
+    with pytest.raises(PaymentRequiredError):
+        list(
+            OpenAICompatible.create_completion(
+                "fake-model", USER_HELLO, api_base=fake_upstream.url + "/v1"
+            )
+        )
 
 
 async def test_sync_bridge_works_inside_a_running_event_loop():
@@ -226,6 +262,44 @@ def test_get_parameters_leaves_out_stream_without_stream_support():
     assert list(NoStream.get_parameters()) == ["model", "messages", "top_k"]
 
 
+class SyncStreamer(AbstractProvider):
+    supports_stream = True
+
+    @classmethod
+    def create_completion(cls, model: str, messages: list, stream: bool, top_p: float = 1.0):
+        yield ""
+
+
+def test_get_parameters_of_a_plain_abstract_provider_come_from_create_completion():
+    # create_async would give model, messages, timeout: the entry point is create_completion.
+    assert list(SyncStreamer.get_parameters()) == ["model", "messages", "stream", "top_p"]
+    assert list(SyncEcho.get_parameters()) == ["model", "messages"]
+
+
+def test_get_parameters_of_real_providers_hide_their_private_arguments():
+    # Raycast's `auth` and Aichat's missing `stream` show the allow-list and supports_stream.
+    assert list(Raycast.get_parameters()) == [
+        "model",
+        "messages",
+        "stream",
+        "proxy",
+        "timeout",
+        "api_key",
+        "api_base",
+        "temperature",
+    ]
+    assert list(Aichat.get_parameters()) == [
+        "model",
+        "messages",
+        "proxy",
+        "timeout",
+        "api_base",
+        "temperature",
+        "top_p",
+    ]
+    assert "max_retries" in Lockchat.get_parameters()
+
+
 def test_get_parameters_as_json_gives_serialisable_examples():
     result = Documented.get_parameters(as_json=True)
     json.dumps(result)
@@ -239,6 +313,49 @@ def test_get_parameters_as_json_gives_serialisable_examples():
         "seed": 42,
         "provider": "Documented",
     }
+
+
+class Undocumented(AsyncGeneratorProvider):
+    @classmethod
+    async def create_async_generator(
+        cls,
+        model: str,
+        messages: list,
+        stream: bool,
+        temperature: float,
+        n: int,
+        web_search: bool,
+        proxy: str | None,
+        seed: int | None,
+        media: list,
+        **kwargs,
+    ):
+        yield ""
+
+
+def test_get_parameters_as_json_invents_examples_that_fit_the_annotation():
+    assert Undocumented.get_parameters(as_json=True) == {
+        "model": None,  # no default_model on a class without ProviderModelMixin
+        "messages": [{"role": "user", "content": "Hello"}],
+        "stream": True,
+        "temperature": 0.0,
+        "n": 0,
+        "web_search": False,
+        "proxy": "",
+        "seed": 0,
+        "media": [],
+        "provider": "Undocumented",
+    }
+
+
+def test_get_parameters_as_json_of_every_registered_provider_is_json():
+    for provider in all_providers():
+        result = provider.get_parameters(as_json=True)
+        assert json.loads(json.dumps(result)) == result, provider.__name__
+        assert result["provider"] == provider.__name__
+        assert result["stream"] is provider.supports_stream
+        assert result["model"] == getattr(provider, "default_model", None)
+    assert Aichat.get_parameters(as_json=True)["stream"] is False
 
 
 def test_params_lists_one_parameter_per_line_with_quoted_string_defaults():
@@ -256,6 +373,15 @@ def test_params_lists_one_parameter_per_line_with_quoted_string_defaults():
         "  stream: bool = True",
         '  proxy: str = "socks5://x"',
     ]
+
+
+def test_params_of_a_real_provider_show_union_types_and_defaults():
+    lines = Raycast.params.splitlines()
+    assert lines[0] == "Raycast supports:"
+    assert "  proxy: str | None = None" in lines
+    assert "  temperature: float = 0.5" in lines
+    assert "  messages: list[dict[str, str]]" in lines
+    assert not any("auth" in line.split(":")[0] for line in lines)
 
 
 # --- ProviderModelMixin ---------------------------------------------------------------------
@@ -332,6 +458,18 @@ def test_raise_error_reads_every_error_shape(data, text):
     assert str(caught.value) == f"Error 500: {text}"
 
 
+def test_raise_error_maps_an_error_message_with_a_status():
+    with pytest.raises(MissingAuthError, match=r"^Error 401: key revoked$"):
+        RaiseErrorMixin.raise_error({"error_message": "key revoked"}, 401)
+
+
+@pytest.mark.parametrize("status", [None, 429])
+def test_raise_error_takes_a_numeric_code_as_the_status_without_repeating_it(status):
+    with pytest.raises(RateLimitError) as caught:
+        RaiseErrorMixin.raise_error({"error": {"code": 429, "message": "slow down"}}, status)
+    assert str(caught.value) == "Error 429: slow down"
+
+
 def test_raise_error_without_status_raises_response_error():
     with pytest.raises(ResponseError, match=r"^in-stream failure$"):
         RaiseErrorMixin.raise_error({"error": "in-stream failure"})
@@ -400,6 +538,30 @@ def test_write_cache_file_is_private_and_none_deletes(tmp_path):
     assert not path.exists()
 
 
+def test_rewriting_a_world_readable_cache_file_makes_it_private(tmp_path):
+    path = tmp_path / "auth_X.json"
+    path.write_text("{}")
+    path.chmod(0o644)
+    AsyncAuthedProvider.write_cache_file(path, AuthResult(api_key="secret"))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["auth_X.json"]  # no temporary file left
+
+
+def test_concurrent_cache_writers_never_leave_a_half_written_file(tmp_path):
+    path = tmp_path / "auth_X.json"
+    results = [AuthResult(api_key=f"key-{index}", pad="x" * 50_000) for index in range(8)]
+    threads = [
+        threading.Thread(target=AsyncAuthedProvider.write_cache_file, args=(path, result))
+        for result in results
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert AuthResult(**json.loads(path.read_text())) in results
+    assert [p.name for p in tmp_path.iterdir()] == ["auth_X.json"]
+
+
 def test_auth_result_repr_hides_values():
     assert "secret" not in repr(AuthResult(api_key="secret"))
     assert str(AuthResult(api_key="secret")) == ""
@@ -443,6 +605,27 @@ async def test_rejected_cached_auth_reauthenticates_once_and_rewrites_the_cache(
         "Bearer fresh-key",
     ]
     assert json.loads(AuthedEcho.get_cache_file().read_text()) == {"api_key": "fresh-key"}
+
+
+async def test_reauthentication_happens_only_once(auth_dir, fake_upstream):
+    AuthedEcho.write_cache_file(AuthedEcho.get_cache_file(), AuthResult(api_key="stale-key"))
+    fake_upstream.behave(accept_token="neither-key")
+    with pytest.raises(MissingAuthError):
+        await authed_chunks(fake_upstream, "fresh-but-wrong")
+    assert [r.headers["authorization"] for r in fake_upstream.requests] == [
+        "Bearer stale-key",
+        "Bearer fresh-but-wrong",
+    ]
+    assert AuthedEcho.logins == ["fresh-but-wrong"]
+
+
+def test_authed_provider_create_completion_is_the_sync_bridge(auth_dir, fake_upstream):
+    fake_upstream.behave(reply="sync ok", accept_token="good-key")
+    chunks = AuthedEcho.create_completion(
+        "fake-model", USER_HELLO, api_key="good-key", api_base=fake_upstream.url + "/v1"
+    )
+    assert [c for c in chunks if isinstance(c, str)] == ["logging in", "sync ", "ok"]
+    assert stat.S_IMODE(AuthedEcho.get_cache_file().stat().st_mode) == 0o600
 
 
 async def test_fresh_auth_rejected_is_not_retried_forever(auth_dir, fake_upstream):

@@ -55,6 +55,19 @@ def test_set_updates_only_what_is_given(encryption_keys):
     run("providers", "set", "p", "--disable")
     config = ProviderConfig.objects.get(name="p")
     assert (config.enabled, config.default_model) == (False, "m1")
+    run("providers", "set", "p", "--enable", "--api-base", "http://127.0.0.1:8080/v1")
+    config.refresh_from_db()
+    assert (config.enabled, config.api_base, config.default_model) == (
+        True,
+        "http://127.0.0.1:8080/v1",
+        "m1",
+    )
+
+
+@pytest.mark.django_db
+def test_enable_and_disable_together_are_refused(encryption_keys):
+    with pytest.raises(CommandError):
+        run("providers", "set", "p", "--class", "OpenAICompatible", "--enable", "--disable")
 
 
 @pytest.mark.django_db
@@ -62,6 +75,16 @@ def test_set_token_stdin_with_empty_input_clears_the_token(encryption_keys):
     run("providers", "set", "p", "--class", "OpenAICompatible", "--token-stdin", stdin=TOKEN)
     run("providers", "set", "p", "--token-stdin", stdin="")
     assert ProviderConfig.objects.get(name="p").token_ciphertext == ""
+
+
+@pytest.mark.django_db
+def test_set_refuses_a_token_that_cannot_go_into_a_header_without_quoting_it(encryption_keys):
+    run("providers", "set", "p", "--class", "OpenAICompatible", "--token-stdin", stdin=TOKEN)
+    bad = "sk-two\nlines-token-0000"
+    with pytest.raises(CommandError, match="printable ASCII") as caught:
+        run("providers", "set", "p", "--token-stdin", stdin=bad)
+    assert "lines-token" not in str(caught.value)
+    assert decrypt_text(ProviderConfig.objects.get(name="p").token_ciphertext) == TOKEN
 
 
 @pytest.mark.django_db

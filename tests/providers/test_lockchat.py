@@ -46,6 +46,20 @@ async def test_model_missing_past_max_retries_raises_model_not_found(fake_upstre
     assert len(fake_upstream.requests) == 3
 
 
+async def test_model_missing_is_retried_three_times_by_default(fake_upstream):
+    fake_upstream.behave(model_missing=10)
+    with pytest.raises(ModelNotFoundError, match="gpt-4"):
+        await collect(fake_upstream)
+    assert len(fake_upstream.requests) == 4  # the request and three retries
+
+
+async def test_retries_resend_the_same_request(fake_upstream):
+    fake_upstream.behave(reply="Third", model_missing=2)
+    await collect(fake_upstream, temperature=0.2)
+    bodies = [request.json for request in fake_upstream.requests]
+    assert bodies == [bodies[0]] * 3 and bodies[0]["temperature"] == 0.2
+
+
 async def test_error_status_goes_through_raise_error(fake_upstream):
     fake_upstream.behave(status=402)
     with pytest.raises(PaymentRequiredError):

@@ -1,20 +1,26 @@
 import asyncio
+import logging
+import traceback
 from contextlib import aclosing
 
 import pytest
 from channels.db import database_sync_to_async
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from providers.base import AsyncGeneratorProvider
 from providers.errors import (
     MissingAuthError,
     ModelNotFoundError,
     ProviderError,
     ProviderNotFoundError,
+    ResponseError,
     UpstreamDroppedError,
     UpstreamUnavailableError,
 )
 from providers.models import FallbackChain, FallbackChainMember, ProviderConfig
+from providers.registry import register
 from providers.services import provider_config_set_token, stream_chat
 from providers.types import FinishReason, ProviderInfo, Usage
 from tests.providers.conftest import USER_HELLO
@@ -79,6 +85,17 @@ def test_short_token_gets_no_last4_hint(encryption_keys):
     provider_config_set_token(config=config, token="abc12345")
     config.refresh_from_db()
     assert config.token_last4 == ""
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("bad", ["sk-line\nbreak-0123456789", "sk-tab\t-0123456789", "sk-é-123"])
+def test_set_token_refuses_what_cannot_go_into_a_header_without_quoting_it(encryption_keys, bad):
+    config = make_config("c", "http://127.0.0.1:1/v1")
+    with pytest.raises(ValidationError) as caught:
+        provider_config_set_token(config=config, token=bad)
+    assert bad not in repr(caught.value) and bad not in str(caught.value)
+    config.refresh_from_db()
+    assert config.token_ciphertext == ""
 
 
 @pytest.mark.django_db
@@ -148,6 +165,46 @@ async def test_stream_chat_errors_never_carry_the_token(fake_config, fake_upstre
     assert caught.value.__cause__ is None or TOKEN not in str(caught.value.__cause__)
 
 
+@register
+class LeakyFailure(AsyncGeneratorProvider):
+    """Fails the way a careless library does: with the token in the error it raises from."""
+
+    @classmethod
+    async def create_async_generator(
+        cls, model, messages, stream=True, api_key=None, wrap=True, **kwargs
+    ):
+        if wrap:
+            raise ResponseError("Request failed.") from ValueError(f"Bad header: Bearer {api_key}")
+        raise RuntimeError(f"unexpected header Bearer {api_key}")
+        yield ""
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("wrap", [True, False])
+async def test_stream_chat_errors_and_logs_never_carry_the_token_from_a_cause(
+    db, encryption_keys, caplog, wrap
+):
+    caplog.set_level(logging.DEBUG)
+
+    def create():
+        config = ProviderConfig.objects.create(
+            name="leaky", provider_class="LeakyFailure", options={"wrap": wrap}
+        )
+        provider_config_set_token(config=config, token=TOKEN)
+        return config
+
+    config = await database_sync_to_async(create)()
+    with pytest.raises(ResponseError) as caught:
+        await collect(config)
+    # What a log line with a traceback would show of the error.
+    report = "".join(traceback.format_exception(caught.value))
+    assert caught.value.code == ("upstream_error" if wrap else "malformed_response")
+    assert TOKEN not in report
+    assert TOKEN not in caplog.text
+    if not wrap:
+        assert "LeakyFailure failed unexpectedly (RuntimeError" in caplog.text
+
+
 @pytest.mark.django_db(transaction=True)
 async def test_undecryptable_token_raises_missing_auth(fake_config, settings, fake_upstream):
     from cryptography.fernet import Fernet
@@ -213,6 +270,33 @@ async def test_chain_never_mixes_answers_after_the_first_token(db, encryption_ke
             received.append(chunk)
     assert received == [ProviderInfo(provider="first", model="fake-model"), "one "]
     assert len(fake_upstream.requests) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_chain_moves_on_after_an_error_status_and_logs_no_token(
+    db, encryption_keys, fake_upstream, caplog
+):
+    caplog.set_level(logging.DEBUG)
+    wrong_token = "sk-wrong-token-0000-zzzz"
+
+    def create():
+        rejected = make_config("rejected", fake_upstream.url + "/v1")
+        provider_config_set_token(config=rejected, token=wrong_token)
+        accepted = make_config("accepted", fake_upstream.url + "/v1")
+        provider_config_set_token(config=accepted, token=TOKEN)
+        return make_chain("chain", rejected, accepted)
+
+    chain = await database_sync_to_async(create)()
+    fake_upstream.behave(reply="Second member", accept_token=TOKEN)
+    chunks = await collect(chain)
+    assert chunks[0] == ProviderInfo(provider="accepted", model="fake-model")
+    assert "".join(c for c in chunks if isinstance(c, str)) == "Second member"
+    assert [r.headers["authorization"] for r in fake_upstream.requests] == [
+        f"Bearer {wrong_token}",
+        f"Bearer {TOKEN}",
+    ]
+    assert "chain: rejected failed before answering (missing_auth" in caplog.text
+    assert wrong_token not in caplog.text and TOKEN not in caplog.text
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,10 +1,21 @@
 import asyncio
+import json
 
 import httpx
 import pytest
 
+from providers.aichat import Aichat
 from providers.ails import Ails
-from providers.errors import ProviderTimeoutError, ResponseStatusError, UpstreamDroppedError
+from providers.base import AsyncGeneratorProvider
+from providers.errors import (
+    MissingAuthError,
+    PaymentRequiredError,
+    ProviderTimeoutError,
+    RateLimitError,
+    ResponseError,
+    ResponseStatusError,
+    UpstreamDroppedError,
+)
 from providers.lockchat import Lockchat
 from providers.openai_compatible import OpenAICompatible
 from providers.raycast import Raycast
@@ -83,11 +94,10 @@ IDS = [provider.__name__ for provider, *_ in STREAMING]
 
 
 async def stream(provider, model, suffix, extra, fake_upstream, **kwargs):
+    kwargs.setdefault("api_base", fake_upstream.url + suffix)
     return [
         chunk
-        async for chunk in provider.create_async_generator(
-            model, USER_HELLO, api_base=fake_upstream.url + suffix, **extra, **kwargs
-        )
+        async for chunk in provider.create_async_generator(model, USER_HELLO, **extra, **kwargs)
     ]
 
 
@@ -100,19 +110,144 @@ async def test_every_streaming_provider_reports_a_dropped_stream(
         await stream(provider, model, suffix, extra, fake_upstream)
 
 
-@pytest.mark.parametrize(("provider", "model", "suffix", "extra"), STREAMING, ids=IDS)
-async def test_every_streaming_provider_times_out_on_a_slow_first_byte(
+# Aichat answers in one piece: everything about requests and statuses applies to it too.
+EVERY = [*STREAMING, (Aichat, "gpt-3.5-turbo", "", {})]
+EVERY_IDS = [provider.__name__ for provider, *_ in EVERY]
+
+
+async def answer(provider, model, suffix, extra, fake_upstream, **kwargs):
+    if issubclass(provider, AsyncGeneratorProvider):
+        return await stream(provider, model, suffix, extra, fake_upstream, **kwargs)
+    origin = kwargs.pop("api_base", fake_upstream.url + suffix)
+    return [await provider.create_async(model, USER_HELLO, api_base=origin, **extra, **kwargs)]
+
+
+@pytest.mark.parametrize(("provider", "model", "suffix", "extra"), EVERY, ids=EVERY_IDS)
+async def test_every_provider_times_out_on_a_slow_first_byte(
     fake_upstream, provider, model, suffix, extra
 ):
     fake_upstream.behave(first_byte_delay=0.5)
     with pytest.raises(ProviderTimeoutError):
-        await stream(provider, model, suffix, extra, fake_upstream, timeout=0.1)
+        await answer(provider, model, suffix, extra, fake_upstream, timeout=0.1)
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type"),
+    [
+        (401, MissingAuthError),
+        (402, PaymentRequiredError),
+        (429, RateLimitError),
+        (500, ResponseStatusError),
+    ],
+)
+@pytest.mark.parametrize(("provider", "model", "suffix", "extra"), EVERY, ids=EVERY_IDS)
+async def test_every_provider_maps_error_statuses_with_json_bodies(
+    fake_upstream, provider, model, suffix, extra, status, error_type
+):
+    fake_upstream.behave(status=status, error_body={"error": {"message": "kaput"}})
+    with pytest.raises(error_type) as caught:
+        await answer(provider, model, suffix, extra, fake_upstream)
+    assert str(caught.value) == f"Error {status}: kaput"
+    assert len(fake_upstream.requests) == 1  # an error status is not retried
 
 
 @pytest.mark.parametrize(("provider", "model", "suffix", "extra"), STREAMING, ids=IDS)
-async def test_every_streaming_provider_maps_a_500_with_json_body(
+async def test_every_streaming_provider_raises_an_error_object_sent_in_the_stream(
     fake_upstream, provider, model, suffix, extra
 ):
-    fake_upstream.behave(status=500, error_body={"error": {"message": "kaput"}})
-    with pytest.raises(ResponseStatusError, match="Error 500: kaput"):
+    fake_upstream.behave(error_body={"error": {"message": "overloaded", "code": 429}})
+    with pytest.raises(RateLimitError, match=r"^Error 429: overloaded$"):
         await stream(provider, model, suffix, extra, fake_upstream)
+
+
+@pytest.mark.parametrize(("provider", "model", "suffix", "extra"), STREAMING, ids=IDS)
+async def test_every_streaming_provider_raises_a_bare_json_error_line(
+    fake_upstream, provider, model, suffix, extra
+):
+    # No `data:` prefix, and the line cut in two across network chunks.
+    fake_upstream.behave(raw_stream=('{"error": {"message": "bare', ' failure"}}\r\n'))
+    with pytest.raises(ResponseError, match=r"^bare failure$"):
+        await stream(provider, model, suffix, extra, fake_upstream)
+
+
+def hostile_body(event) -> tuple[str, ...]:
+    """Two text events among comments, keep-alives, other fields, CRLF and LF endings and a line
+    cut mid-JSON, the closing event; then [DONE] and an event that must never be read."""
+    first, second, late = (json.dumps(event(text)) for text in ("Hél", "lo", " after done"))
+    return (
+        ": a comment\r\n",
+        "\r\n",
+        f"data: {first[:9]}",
+        f"{first[9:]}\r\n\r\n",
+        "\n",
+        f"data:{second}\n\n",
+        "event: ping\nid: 3\nretry: 10\n\n",
+        f"data: {json.dumps(event(None))}\r\n\r\n",
+        "data: [DONE]\r\n\r\n",
+        f"data: {late}\n\n",
+    )
+
+
+def openai_event(text):
+    if text is None:
+        return {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    return {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+
+
+def raycast_event(text):
+    return {"text": text} if text is not None else {"text": None, "finish_reason": "stop"}
+
+
+@pytest.mark.parametrize(("provider", "model", "suffix", "extra"), STREAMING, ids=IDS)
+async def test_every_streaming_provider_reads_hostile_framing_and_stops_at_done(
+    fake_upstream, provider, model, suffix, extra
+):
+    event = raycast_event if provider is Raycast else openai_event
+    fake_upstream.behave(raw_stream=hostile_body(event))
+    chunks = await stream(provider, model, suffix, extra, fake_upstream)
+    assert [chunk for chunk in chunks if isinstance(chunk, str)] == ["Hél", "lo"]
+
+
+@pytest.mark.parametrize(("provider", "model", "suffix", "extra"), STREAMING, ids=IDS)
+async def test_a_connection_cut_after_done_does_not_spoil_the_complete_answer(
+    fake_upstream, provider, model, suffix, extra
+):
+    event = raycast_event if provider is Raycast else openai_event
+    body = hostile_body(event)
+    fake_upstream.behave(raw_stream=body, drop_after=len(body))
+    chunks = await stream(provider, model, suffix, extra, fake_upstream)
+    assert [chunk for chunk in chunks if isinstance(chunk, str)] == ["Hél", "lo"]
+
+
+@pytest.mark.parametrize(("provider", "model", "suffix", "extra"), EVERY, ids=EVERY_IDS)
+async def test_every_provider_sends_through_the_configured_proxy(
+    fake_upstream, provider, model, suffix, extra
+):
+    fake_upstream.behave(reply="Via proxy")
+    origin = f"http://{provider.__name__.lower()}.invalid"
+    chunks = await answer(
+        provider, model, suffix, extra, fake_upstream,
+        api_base=origin + suffix, proxy=fake_upstream.url,
+    )  # fmt: skip
+    assert "".join(chunk for chunk in chunks if isinstance(chunk, str)) == "Via proxy"
+    [request] = fake_upstream.requests
+    assert request.proxied_for == origin
+    assert request.headers["host"] == origin.removeprefix("http://")
+
+
+async def test_proxy_settings_of_the_environment_are_ignored(
+    fake_upstream, closed_port_url, monkeypatch
+):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "all_proxy"):
+        monkeypatch.setenv(name, closed_port_url)
+    chunks = await stream(OpenAICompatible, "fake-model", "/v1", {}, fake_upstream)
+    assert "Hello " in chunks
+    assert fake_upstream.requests[0].proxied_for is None
+
+
+async def test_providers_on_one_loop_share_one_pooled_http11_connection(fake_upstream):
+    for provider, model, suffix, extra in EVERY:
+        await answer(provider, model, suffix, extra, fake_upstream)
+    assert len(fake_upstream.requests) == len(EVERY)
+    assert len({request.client_port for request in fake_upstream.requests}) == 1
+    assert {request.http_version for request in fake_upstream.requests} == {"HTTP/1.1"}

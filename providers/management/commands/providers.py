@@ -112,9 +112,9 @@ class Command(BaseCommand):
                     is_default=False
                 )
                 config.is_default = True
-            if token is not None:
-                apply_token(config=config, token=token)
             try:
+                if token is not None:
+                    apply_token(config=config, token=token)
                 config.full_clean()
                 config.save()
             except ValidationError as exc:
