@@ -1,0 +1,276 @@
+"""The generation engine below the socket: how often it writes, what survives a dead process or a
+shutdown, titles."""
+
+import asyncio
+import threading
+from datetime import timedelta
+
+import pytest
+from channels.db import database_sync_to_async
+from django.db.backends.utils import CursorWrapper
+from django.utils import timezone
+
+from conversations import generation
+from conversations.eventlog import event_log
+from conversations.generation import (
+    exchange_open,
+    generation_engine,
+    generation_recover_on_start,
+    generation_recover_stale,
+    generation_start,
+    log_key,
+    title_from_text,
+)
+from conversations.models import Conversation, Message
+from conversations.protocol import ChatSend
+from providers.models import ProviderConfig
+from tests.conversations.test_consumers import read_answer, start_chat
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WORDS = " ".join(f"w{i}" for i in range(60))
+
+
+@pytest.fixture
+def ada(django_user_model):
+    return django_user_model.objects.create_user(username="ada")
+
+
+class MessageWrites:
+    """Counts UPDATEs of the message table from every thread (the engine writes from a worker)."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.statements: list[str] = []
+        self._lock = threading.Lock()
+        original = CursorWrapper.execute
+
+        def execute(cursor, sql, params=None):
+            if sql.lstrip().upper().startswith("UPDATE") and "conversations_message" in sql:
+                with self._lock:
+                    self.statements.append(sql)
+            return original(cursor, sql, params)
+
+        monkeypatch.setattr(CursorWrapper, "execute", execute)
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+
+def send(content: str = "Hello", conversation=None) -> ChatSend:
+    return ChatSend(conversation=conversation, parent=None, content=content)
+
+
+async def run_answer(user, content="Hello"):
+    exchange = await exchange_open(user=user, request=send(content))
+    started = await generation_start(exchange=exchange)
+    await started.task
+    return exchange
+
+
+@database_sync_to_async
+def row(message_id) -> Message:
+    return Message.objects.get(pk=message_id)
+
+
+async def test_partial_text_is_saved_at_most_once_per_interval(
+    clean_engine, ada, chat_config, fake_upstream, settings, monkeypatch
+):
+    settings.CHAT_CHECKPOINT_SECONDS = 0.5
+    fake_upstream.behave(reply=WORDS, chunk_delay=0.03)
+    writes = MessageWrites(monkeypatch)
+    exchange = await exchange_open(user=ada, request=send())
+    started = await generation_start(exchange=exchange)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    # Midway, the row already holds a prefix of the answer: a crash now would keep it.
+    await asyncio.sleep(1.2)
+    midway = (await row(exchange.assistant_message.id)).content
+    await started.task
+    elapsed = loop.time() - began
+    final = await row(exchange.assistant_message.id)
+    assert final.content == WORDS
+    assert midway and WORDS.startswith(midway) and midway != WORDS
+    # 60 tokens, yet only a checkpoint per half second plus the final save.
+    assert 2 <= writes.count <= elapsed / 0.5 + 2, writes.statements
+
+
+async def test_silent_provider_still_refreshes_its_row(
+    clean_engine, ada, chat_config, fake_upstream, settings
+):
+    """A slow first token must not look like a dead process to the stale sweep."""
+    settings.CHAT_STALE_STREAM_SECONDS = 3  # liveness every second
+    fake_upstream.behave(reply="late", first_byte_delay=2.5)
+    exchange = await exchange_open(user=ada, request=send())
+    before = (await row(exchange.assistant_message.id)).checkpointed_at
+    started = await generation_start(exchange=exchange)
+    await asyncio.sleep(2)
+    during = await row(exchange.assistant_message.id)
+    assert during.status == Message.Status.STREAMING
+    assert during.checkpointed_at > before
+    assert await generation_recover_stale() == 0
+    await started.task
+    assert (await row(exchange.assistant_message.id)).status == Message.Status.COMPLETE
+
+
+@database_sync_to_async
+def stale_answer(user, *, content: str, age_seconds: float) -> Message:
+    conversation = Conversation.objects.create(owner=user, title="t")
+    question = Message.objects.create(conversation=conversation, role="user", content="q")
+    answer = Message.objects.create(
+        conversation=conversation,
+        parent=question,
+        role="assistant",
+        status=Message.Status.STREAMING,
+        content=content,
+    )
+    Message.objects.filter(pk=answer.pk).update(
+        checkpointed_at=timezone.now() - timedelta(seconds=age_seconds)
+    )
+    return answer
+
+
+async def test_stale_streaming_answer_becomes_interrupted_and_is_announced(
+    open_socket, ada, chat_config, settings
+):
+    settings.CHAT_STALE_STREAM_SECONDS = 30
+    dead = await stale_answer(ada, content="half an answ", age_seconds=120)
+    alive = await stale_answer(ada, content="still going", age_seconds=1)
+    socket = await open_socket(ada)
+    await socket.send("chat.subscribe", conversation=str(alive.conversation_id))
+    snapshot = await socket.receive()
+    # No process writes `alive` here; the socket shows its checkpoint and waits for its end.
+    assert snapshot["type"] == "message.snapshot"
+    assert (snapshot["seq"], snapshot["content"]) == (0, "still going")
+
+    watcher = await open_socket(ada)
+    await watcher.send("chat.subscribe", conversation=str(dead.conversation_id))
+    done = await watcher.receive()
+    # Found stale on subscribe: interrupted there and then, keeping the checkpoint.
+    assert done["type"] == "message.done"
+    assert done["status"] == "interrupted"
+    assert done["content"] == "half an answ"
+    assert done["error"]["code"] == "interrupted"
+    assert (await row(dead.pk)).status == Message.Status.INTERRUPTED
+    assert (await row(alive.pk)).status == Message.Status.STREAMING
+
+    await database_sync_to_async(Message.objects.filter(pk=alive.pk).update)(
+        checkpointed_at=timezone.now() - timedelta(seconds=60)
+    )
+    assert await generation_recover_stale() == 1
+    done = await socket.receive()
+    assert (done["type"], done["status"], done["content"]) == (
+        "message.done",
+        "interrupted",
+        "still going",
+    )
+
+
+def test_start_up_interrupts_every_streaming_answer_in_embedded_mode(ada, settings):
+    settings.REDIS_URL = ""
+    fresh = stale_answer.func(ada, content="fresh", age_seconds=0)
+    old = stale_answer.func(ada, content="old", age_seconds=3600)
+    assert generation_recover_on_start() == 2
+    statuses = set(Message.objects.filter(pk__in=[fresh.pk, old.pk]).values_list("status"))
+    assert statuses == {(Message.Status.INTERRUPTED,)}
+    assert Message.objects.get(pk=fresh.pk).content == "fresh"
+
+
+def test_start_up_interrupts_only_stale_answers_when_processes_share_redis(ada, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:6379/15"
+    fresh = stale_answer.func(ada, content="fresh", age_seconds=0)
+    old = stale_answer.func(ada, content="old", age_seconds=3600)
+    assert generation_recover_on_start() == 1
+    assert Message.objects.get(pk=fresh.pk).status == Message.Status.STREAMING
+    assert Message.objects.get(pk=old.pk).status == Message.Status.INTERRUPTED
+
+
+async def test_shutdown_mid_answer_keeps_the_text_as_interrupted(
+    clean_engine, ada, chat_config, fake_upstream
+):
+    fake_upstream.behave(reply=WORDS, chunk_delay=0.05)
+    exchange = await exchange_open(user=ada, request=send())
+    started = await generation_start(exchange=exchange)
+    async for _ in event_log().follow(log_key(started.message_id)):
+        break  # the first frame is out: the answer is mid-way
+    started.task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await started.task
+    saved = await row(exchange.assistant_message.id)
+    assert saved.status == Message.Status.INTERRUPTED
+    assert saved.content and WORDS.startswith(saved.content)
+
+
+async def test_unexpected_failure_ends_the_answer_without_leaking_details(
+    clean_engine, ada, chat_config, fake_upstream, monkeypatch
+):
+    async def broken(*args, **kwargs):
+        raise RuntimeError("internal path /srv/secret")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(generation, "stream_chat", broken)
+    exchange = await run_answer(ada)
+    saved = await row(exchange.assistant_message.id)
+    assert saved.status == Message.Status.ERROR
+    assert saved.error_code == "internal"
+    assert "/srv" not in saved.error_detail
+
+
+async def test_first_answer_titles_the_conversation_from_its_first_words(
+    clean_engine, ada, chat_config, fake_upstream
+):
+    exchange = await run_answer(
+        ada, content="How do   I bake sourdough bread at home without a scale?"
+    )
+    await generation_engine().wait_idle()
+    conversation = await database_sync_to_async(Conversation.objects.get)(
+        pk=exchange.conversation.id
+    )
+    assert conversation.title == "How do I bake sourdough bread at home…"
+
+
+async def test_title_provider_writes_the_title_when_configured(
+    open_socket, ada, chat_config, fake_upstream, settings
+):
+    settings.CHAT_TITLE_PROVIDER = "fake"
+    fake_upstream.behave(reply='"Baking bread."')
+    socket = await open_socket(ada)
+    _, _, answer = await start_chat(socket, content="Tell me how to bake bread")
+    await read_answer(socket, answer["id"])
+    updated = await socket.receive()
+    assert updated["type"] == "conversation.updated"
+    assert updated["conversation"]["title"] == "Baking bread"
+    # The title request asked for a short answer.
+    assert fake_upstream.requests[-1].json["max_tokens"] == 24
+
+
+async def test_title_falls_back_to_first_words_when_the_title_provider_fails(
+    clean_engine, ada, chat_config, fake_upstream, settings
+):
+    await database_sync_to_async(ProviderConfig.objects.create)(
+        name="broken", provider_class="OpenAICompatible", api_base="http://127.0.0.1:9/v1"
+    )
+    settings.CHAT_TITLE_PROVIDER = "broken"
+    exchange = await run_answer(ada, content="Short question")
+    await generation_engine().wait_idle()
+    conversation = await database_sync_to_async(Conversation.objects.get)(
+        pk=exchange.conversation.id
+    )
+    assert conversation.title == "Short question"
+
+
+@pytest.mark.parametrize(
+    ("text", "title"),
+    [
+        ("hello", "hello"),
+        ("  spaced\n\nout  words ", "spaced out words"),
+        (
+            "one two three four five six seven eight nine",
+            "one two three four five six seven eight…",
+        ),
+        ("x" * 200, "x" * 79 + "…"),
+        ("   ", "Untitled"),
+    ],
+)
+def test_title_from_text(text, title):
+    assert title_from_text(text) == title
