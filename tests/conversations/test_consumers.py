@@ -1,6 +1,7 @@
 """/ws/chat/ end to end: sockets through chatsite.asgi, answers from the fake upstream (a real
 HTTP server on loopback), rows in the real database. Frames are asserted as a browser sees them."""
 
+import asyncio
 import json
 import uuid
 
@@ -493,3 +494,42 @@ async def test_socket_without_session_is_closed_with_4401(clean_engine):
     connected, code = await communicator.connect()
     assert (connected, code) == (False, 4401)
 
+
+@pytest.mark.redis
+async def test_follower_that_finds_frames_trimmed_resumes_from_a_snapshot(clean_engine, settings):
+    """A socket that falls behind a long answer's capped Redis Stream must not show a hole."""
+    from conversations.consumers import ChatConsumer
+    from conversations.eventlog import event_log
+    from conversations.generation import log_key
+
+    settings.CHAT_STREAM_MAXLEN = 5
+    message_id, conversation_id = uuid.uuid4(), uuid.uuid4()
+    log = event_log()
+    key = log_key(message_id)
+    await log.open(key)
+    for seq in range(1, 401):
+        await log.append(key, seq=seq, delta=f"d{seq} ")
+
+    class Recorder(ChatConsumer):
+        def __init__(self) -> None:
+            self.sent: list[dict] = []
+            self.done_sent = {}
+
+        async def send_json(self, content, close=False) -> None:
+            self.sent.append(content)
+
+    socket = Recorder()
+    relay = asyncio.create_task(
+        socket.relay(message_id, conversation_id, from_snapshot=False, row=None)
+    )
+    for seq in range(401, 404):
+        await log.append(key, seq=seq, delta=f"d{seq} ")
+    await log.finish(key, seq=403, done={"type": "message.done", "message": str(message_id)})
+    await asyncio.wait_for(relay, 10)
+    await log.discard(key)
+
+    snapshot, *deltas, done = socket.sent
+    assert snapshot["type"] == "message.snapshot"
+    assert snapshot["content"] == "".join(f"d{i} " for i in range(1, snapshot["seq"] + 1))
+    assert [d["seq"] for d in deltas] == list(range(snapshot["seq"] + 1, 404))
+    assert done["type"] == "message.done"
