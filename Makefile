@@ -29,9 +29,17 @@ install-dev: $(PY) | $(UV_DEP)
 .env: | $(PY)
 	@$(PY) -m chatsite.envfile .env
 
-run: install .env
+# Building llama-cpp-python (the offline local model) compiles llama.cpp: say so before the wait.
+.PHONY: local-model-notice
+local-model-notice:
+	@$(PY) -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llama_cpp') is None)" \
+	  2>/dev/null || echo "Installing llama-cpp-python for the offline local model:" \
+	  "building it takes 3-4 minutes the first time..."
+
+run: local-model-notice install .env
 	@$(PY) -m chatsite.envfile .env
 	@$(PY) manage.py migrate --noinput -v0
+	@$(PY) manage.py ensure_local_provider
 	@$(PY) manage.py collectstatic --noinput -v0
 	@$(PY) manage.py ensure_admin
 	@$(PY) manage.py serve

