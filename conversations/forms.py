@@ -1,8 +1,11 @@
 """Forms of the chat pages: they validate what a plain HTML form (or the script) posts."""
 
+import uuid
 from typing import Any
 
 from django import forms
+
+from conversations.protocol import ChatSend
 
 # An upload is read into memory to be parsed; anything bigger is not one of our exports.
 IMPORT_MAX_BYTES = 20 * 1024 * 1024
@@ -69,16 +72,11 @@ class ConversationSettingsForm(forms.Form):
         return name, model
 
     def options(self) -> dict[str, Any]:
-        """The `options` of a chat.send: only what the user set."""
+        """Temperature and max tokens, only the ones the user set (as in a chat.send)."""
         data = self.cleaned_data
-        options: dict[str, Any] = {}
-        if data.get("temperature") is not None:
-            options["temperature"] = data["temperature"]
-        if data.get("max_tokens") is not None:
-            options["max_tokens"] = data["max_tokens"]
-        if data.get("system"):
-            options["system"] = data["system"]
-        return options
+        return {
+            name: data[name] for name in ("temperature", "max_tokens") if data.get(name) is not None
+        }
 
 
 class ComposerForm(ConversationSettingsForm):
@@ -97,6 +95,21 @@ class ComposerForm(ConversationSettingsForm):
         if not content.strip():
             raise forms.ValidationError("Write a message first.")
         return content
+
+    def chat_send(self, *, conversation_id: uuid.UUID | None) -> ChatSend:
+        """The same request the script sends as a `chat.send` frame."""
+        data = self.cleaned_data
+        target = data["target"]
+        return ChatSend(
+            conversation=conversation_id,
+            parent=data.get("parent"),
+            content=data["content"],
+            provider=target[0] if target else None,
+            model=(target[1] or None) if target else None,
+            options=self.options(),
+            # A post without the field (not from our page) leaves the system prompt alone.
+            system=data["system"] if "system" in self.data else None,
+        )
 
 
 class RenameForm(forms.Form):

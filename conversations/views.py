@@ -10,13 +10,15 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.contrib import messages as flash
-from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from conversations import selectors, services
+from conversations.errors import ChatError
 from conversations.forms import (
     ComposerForm,
     ConversationSettingsForm,
@@ -26,6 +28,7 @@ from conversations.forms import (
     default_target_value,
     target_value,
 )
+from conversations.generation import generation_run_to_completion
 from conversations.models import Conversation, Message
 from conversations.rendering import render_markdown
 from conversations.search import SearchFilters, search_for_user
@@ -36,13 +39,18 @@ from conversations.transfer import (
     conversations_export_all,
     conversations_import,
 )
-from providers.models import FallbackChain, ProviderConfig
-from providers.selectors import provider_targets_for_picker
+from providers.errors import ProviderError
+from providers.models import ProviderConfig
+from providers.selectors import provider_target_get, provider_targets_for_picker
 
 logger = logging.getLogger(__name__)
 
 # Statuses whose text is final: rendered as Markdown. A streaming answer is shown as plain text
 # until its `message.done` arrives (or the page is reloaded after it ended).
+# Stands for "the conversation's id" in links of a page whose conversation does not exist yet;
+# the script swaps in the real id once the first message has created it.
+PLACEHOLDER_ID = uuid.UUID(int=0)
+
 FINAL_STATUSES = {
     Message.Status.COMPLETE,
     Message.Status.STOPPED,
@@ -80,6 +88,12 @@ def _message_views(page: selectors.BranchPage) -> list[dict[str, Any]]:
     return views
 
 
+def _page(request, template: str, context: dict[str, Any], *, status: int = 200) -> HttpResponse:
+    """A full page of the app: the sidebar's first page of conversations comes with it."""
+    context.setdefault("sidebar", selectors.conversation_sidebar_page(user=request.user))
+    return render(request, template, context, status=status)
+
+
 def _settings_initial(conversation: Conversation | None, targets: list[dict]) -> dict[str, Any]:
     if conversation is None:
         return {"target": default_target_value(targets)}
@@ -105,10 +119,6 @@ def _chat_page(request, *, conversation: Conversation | None, page=None, form=No
         form = ComposerForm(targets=targets, initial=_settings_initial(conversation, targets))
     page = page or selectors.BranchPage(items=[], has_older=False, is_tail=True)
     items = _message_views(page)
-    streaming = next(
-        (view["message"] for view in items if view["message"].status == Message.Status.STREAMING),
-        None,
-    )
     context = {
         "conversation": conversation,
         "sidebar": selectors.conversation_sidebar_page(user=request.user),
@@ -116,10 +126,23 @@ def _chat_page(request, *, conversation: Conversation | None, page=None, form=No
         "page": page,
         "form": form,
         "has_providers": bool(targets),
-        "streaming_message": streaming,
         "last_message": items[-1]["message"] if items else None,
+        "placeholder_id": PLACEHOLDER_ID,
+        # Blank messages that the script clones for messages arriving over the socket, so their
+        # markup comes from the same template as the server-rendered ones.
+        "template_user": _template_item(Message.Role.USER),
+        "template_assistant": _template_item(Message.Role.ASSISTANT),
     }
     return render(request, "conversations/chat.html", context, status=status)
+
+
+def _template_item(role: str) -> dict[str, Any]:
+    status = Message.Status.STREAMING if role == Message.Role.ASSISTANT else Message.Status.COMPLETE
+    return {
+        "message": Message(id=PLACEHOLDER_ID, role=role, status=status),
+        "siblings": selectors.SiblingPosition(index=1, count=1, previous_id=None, next_id=None),
+        "html": None,
+    }
 
 
 @require_GET
@@ -154,22 +177,30 @@ def conversation_list(request):
         if request.GET.get("fragment") == "1"
         else "conversations/list.html"
     )
-    return render(request, template, {"sidebar": sidebar, "archived": archived})
+    context = {
+        "listing": sidebar,
+        "archived": archived,
+        "cursor": request.GET.get("cursor") or "",
+        "conversation": None,
+    }
+    if request.GET.get("fragment") == "1":
+        return render(request, template, {**context, "sidebar": sidebar})
+    return _page(request, template, context)
 
 
-def _run_to_completion():
-    """The engine's one-shot generation, when it exists (it lives in services)."""
-    return getattr(services, "generation_run_to_completion", None)
+def _wants_json(request) -> bool:
+    """The script's fetch() calls ask for JSON and get a status instead of a page."""
+    return request.headers.get("Accept") == "application/json"
 
 
-def _resolve_target(name: str) -> dict[str, Any]:
-    config = ProviderConfig.objects.filter(name=name, enabled=True).first()
-    if config is not None:
-        return {"provider_config": config, "fallback_chain": None}
-    chain = FallbackChain.objects.filter(name=name, enabled=True).first()
-    if chain is not None:
-        return {"provider_config": None, "fallback_chain": chain}
-    return {"provider_config": None, "fallback_chain": None}
+def _next_or(request, fallback: str) -> str:
+    """Where a form asked to return to (its page), if that is on this site."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return fallback
 
 
 @require_POST
@@ -179,37 +210,20 @@ async def conversation_send(request, conversation_id: uuid.UUID | None = None):
     user = await request.auser()
     conversation = None
     if conversation_id is not None:
-        try:
-            conversation = await sync_to_async(selectors.conversation_for_page)(
-                user=user, conversation_id=conversation_id
-            )
-        except Conversation.DoesNotExist:
-            raise Http404("No such conversation.") from None
+        conversation = await sync_to_async(_conversation_or_404)(request, conversation_id)
     targets = await sync_to_async(provider_targets_for_picker)()
     form = ComposerForm(request.POST, targets=targets)
-    run = _run_to_completion()
-    if not form.is_valid() or run is None:
-        if run is None:
-            form.add_error(None, "Sending without JavaScript is not available on this server.")
+    if not form.is_valid():
         return await sync_to_async(_render_send_error)(request, conversation, form)
-    target = form.cleaned_data["target"]
     try:
-        result = await run(
-            user=user,
-            conversation=conversation,
-            parent=form.cleaned_data.get("parent"),
-            content=form.cleaned_data["content"],
-            provider=target[0] if target else None,
-            model=(target[1] or None) if target else None,
-            options=form.options(),
+        exchange = await generation_run_to_completion(
+            user=user, request=form.chat_send(conversation_id=conversation_id)
         )
-    except ValueError as exc:
-        form.add_error(None, str(exc))
+    except ChatError as exc:
+        form.add_error(None, exc.detail)
         return await sync_to_async(_render_send_error)(request, conversation, form)
-    conversation_id = getattr(result, "conversation_id", None) or getattr(result, "id", None)
-    if conversation_id is None and conversation is not None:
-        conversation_id = conversation.id
-    return redirect("conversation", conversation_id=conversation_id)
+    url = reverse("conversation", kwargs={"conversation_id": exchange.conversation.id})
+    return redirect(f"{url}#m-{exchange.assistant_message.id}")
 
 
 def _render_send_error(request, conversation, form):
@@ -226,17 +240,23 @@ def conversation_settings(request, conversation_id: uuid.UUID):
             "; ".join(error for errors in form.errors.values() for error in errors), status=400
         )
     target = form.cleaned_data["target"]
-    links = _resolve_target(target[0]) if target else {}
+    chosen = None
+    if target:
+        try:
+            chosen = provider_target_get(name=target[0])
+        except ProviderError as exc:
+            return HttpResponse(exc.message, status=400)
+    is_config = isinstance(chosen, ProviderConfig)
     services.conversation_update_settings(
         conversation=conversation,
-        provider_config=links.get("provider_config"),
-        fallback_chain=links.get("fallback_chain"),
+        provider_config=chosen if is_config else None,
+        fallback_chain=None if is_config else chosen,
         model=target[1] if target else "",
         system_prompt=form.cleaned_data["system"],
         temperature=form.cleaned_data["temperature"],
         max_tokens=form.cleaned_data["max_tokens"],
     )
-    if request.headers.get("Accept") == "application/json":
+    if _wants_json(request):
         return HttpResponse(status=204)
     flash.success(request, "Settings saved.")
     return redirect("conversation", conversation_id=conversation.id)
@@ -248,8 +268,12 @@ def conversation_rename(request, conversation_id: uuid.UUID):
     form = RenameForm(request.POST or None, initial={"title": conversation.title})
     if request.method == "POST" and form.is_valid():
         services.conversation_rename(conversation=conversation, title=form.cleaned_data["title"])
+        if _wants_json(request):
+            return JsonResponse({"title": conversation.title})
         return redirect("conversation", conversation_id=conversation.id)
-    return render(
+    if request.method == "POST" and _wants_json(request):
+        return JsonResponse({"errors": form.errors.get_json_data()}, status=400)
+    return _page(
         request,
         "conversations/rename.html",
         {"conversation": conversation, "form": form},
@@ -262,21 +286,27 @@ def conversation_archive(request, conversation_id: uuid.UUID):
     conversation = _conversation_or_404(request, conversation_id)
     archived = request.POST.get("archived", "1") == "1"
     services.conversation_set_archived(conversation=conversation, archived=archived)
+    page = reverse("conversation", kwargs={"conversation_id": conversation.id})
     if archived:
-        flash.success(request, f"Archived “{conversation.title or 'Untitled'}”.")
-        return redirect("chat")
-    return redirect("conversation", conversation_id=conversation.id)
+        flash.success(request, f"Archived “{conversation.title or 'New chat'}”.")
+        back = _next_or(request, reverse("chat"))
+        # Archiving the open conversation leaves it: a fresh chat takes its place.
+        return redirect(reverse("chat") if back.startswith(page) else back)
+    flash.success(request, f"“{conversation.title or 'New chat'}” is back in the sidebar.")
+    return redirect(page)
 
 
 @require_http_methods(["GET", "POST"])
 def conversation_delete(request, conversation_id: uuid.UUID):
     conversation = _conversation_or_404(request, conversation_id)
     if request.method == "POST":
-        title = conversation.title or "Untitled"
+        title = conversation.title or "New chat"
+        page = reverse("conversation", kwargs={"conversation_id": conversation.id})
         services.conversation_delete(conversation=conversation)
         flash.success(request, f"Deleted “{title}”.")
-        return redirect("chat")
-    return render(request, "conversations/delete.html", {"conversation": conversation})
+        back = _next_or(request, reverse("chat"))
+        return redirect(reverse("chat") if back.startswith(page) else back)
+    return _page(request, "conversations/delete.html", {"conversation": conversation})
 
 
 @require_POST
@@ -291,7 +321,10 @@ def conversation_switch(request, conversation_id: uuid.UUID):
     )
     if message is None:
         raise Http404("No such message in this conversation.")
-    services.conversation_switch_branch(conversation=conversation, message=message)
+    try:
+        services.conversation_switch_branch(conversation=conversation, message=message)
+    except ChatError:
+        raise Http404("No such message in this conversation.") from None
     url = reverse("conversation", kwargs={"conversation_id": conversation.id})
     return redirect(f"{url}#m-{message.id}")
 
@@ -348,7 +381,7 @@ def conversation_import(request):
             if count == 1:
                 return redirect("conversation", conversation_id=created[0].id)
             return redirect("chat")
-    return render(
+    return _page(
         request, "conversations/import.html", {"form": form}, status=400 if form.errors else 200
     )
 
@@ -372,7 +405,7 @@ def history(request):
             ),
         )
     targets = provider_targets_for_picker()
-    return render(
+    return _page(
         request,
         "conversations/history.html",
         {
@@ -381,7 +414,6 @@ def history(request):
             "searched": searched,
             "provider_names": [target["name"] for target in targets],
             "model_names": sorted({model for target in targets for model in target["models"]}),
-            "sidebar": selectors.conversation_sidebar_page(user=request.user),
         },
         status=400 if form.errors else 200,
     )

@@ -1,0 +1,1075 @@
+/* The chat's one script: the live stream over /ws/chat/ (see docs/protocol.md) and the
+ * conveniences on top of pages that work without it.
+ *
+ * Safety rule: text from a model is only ever put into the page as text (textContent, text
+ * nodes). The single exception is the `html` of a `message.done` frame, which the server has
+ * rendered and sanitised; it is the only thing assigned to innerHTML. Server-rendered fragments
+ * (older messages, sidebar pages) are parsed with DOMParser, whose documents run no scripts.
+ */
+(function () {
+  "use strict";
+
+  const root = document.documentElement;
+  root.classList.remove("no-js");
+  root.classList.add("js");
+
+  const app = document.getElementById("app");
+  if (!app) return;
+
+  const PLACEHOLDER = "00000000-0000-0000-0000-000000000000";
+  const chat = document.getElementById("chat");
+  // Set up below on the chat page only.
+  let chatState = null;
+  const $ = (selector, scope) => (scope || document).querySelector(selector);
+  const $$ = (selector, scope) => Array.from((scope || document).querySelectorAll(selector));
+
+  // --- Small utilities ---------------------------------------------------------------------------
+
+  function csrfToken() {
+    const input = $("input[name=csrfmiddlewaretoken]");
+    return input ? input.value : "";
+  }
+
+  function conversationUrl(id) {
+    return app.dataset.conversationUrl.replace(PLACEHOLDER, id);
+  }
+
+  function parseFragment(html) {
+    const doc = new DOMParser().parseFromString(html, "text/html");
+    return Array.from(doc.body.children).map((node) => document.importNode(node, true));
+  }
+
+  async function fetchFragment(url) {
+    const separator = url.includes("?") ? "&" : "?";
+    const response = await fetch(url + separator + "fragment=1", { credentials: "same-origin" });
+    if (!response.ok) throw new Error("HTTP " + response.status);
+    return parseFragment(await response.text());
+  }
+
+  async function postForm(url, data) {
+    return fetch(url, {
+      method: "POST",
+      body: data,
+      credentials: "same-origin",
+      headers: { "X-CSRFToken": csrfToken(), Accept: "application/json" },
+    });
+  }
+
+  async function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) {
+      await navigator.clipboard.writeText(text);
+      return;
+    }
+    // Plain http on a LAN address has no clipboard API: the old selection-based way still works.
+    const area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.className = "visually-hidden";
+    document.body.append(area);
+    area.select();
+    document.execCommand("copy");
+    area.remove();
+  }
+
+  function flashCopied(button) {
+    const label = button.getAttribute("aria-label");
+    const last = button.lastChild;
+    const text = last && last.nodeType === Node.TEXT_NODE ? last : null;
+    const before = text ? text.data : "";
+    button.classList.add("is-copied");
+    button.setAttribute("aria-label", "Copied");
+    if (text) text.data = "Copied";
+    setTimeout(() => {
+      button.classList.remove("is-copied");
+      button.setAttribute("aria-label", label);
+      if (text) text.data = before;
+    }, 1500);
+  }
+
+  function requestId() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    return String(Date.now()) + Math.random().toString(16).slice(2);
+  }
+
+  // --- Menus, dialogs, flash messages ----------------------------------------------------------
+
+  function closeMenus(except) {
+    for (const menu of $$("details.menu[open], details.settings[open]")) {
+      if (menu !== except && !menu.contains(except)) menu.removeAttribute("open");
+    }
+  }
+
+  document.addEventListener("click", (event) => {
+    const inside = event.target.closest("details.menu, details.settings");
+    // Choosing an item (a download, say) is done with the menu: it closes.
+    closeMenus(event.target.closest(".menu-item") ? null : inside);
+  });
+
+  for (const menu of $$("details.menu, details.settings")) {
+    menu.addEventListener("toggle", () => {
+      if (menu.open) closeMenus(menu);
+    });
+  }
+
+  document.addEventListener("click", (event) => {
+    const opener = event.target.closest("[data-open-dialog]");
+    if (opener) {
+      const dialog = document.getElementById(opener.dataset.openDialog);
+      if (dialog) dialog.showModal();
+    }
+    const closer = event.target.closest("[data-close-dialog]");
+    if (closer) closer.closest("dialog").close();
+  });
+
+  for (const item of $$(".flash-item")) {
+    setTimeout(() => {
+      item.classList.add("is-leaving");
+      setTimeout(() => item.remove(), 400);
+    }, 4000);
+  }
+
+  // Forms that return to "this page" (archive in the sidebar) say which page that is now; a
+  // sidebar page loaded by the script would otherwise name the fragment's URL.
+  document.addEventListener("submit", (event) => {
+    const next = event.target.querySelector("input[name=next]");
+    if (next) next.value = location.pathname + location.search;
+  });
+
+  // --- Sidebar ---------------------------------------------------------------------------------
+
+  const sidebarList = document.getElementById("conversation-list");
+  const sidebarNav = $(".conversation-nav");
+  let sidebarLoading = false;
+
+  const sidebarObserver = new IntersectionObserver(
+    (entries) => {
+      for (const entry of entries) {
+        if (entry.isIntersecting) loadMoreConversations(entry.target);
+      }
+    },
+    { root: sidebarNav, rootMargin: "200px" },
+  );
+
+  function observeSidebarMore() {
+    const more = sidebarList && $("[data-more]", sidebarList);
+    if (more && sidebarNav) sidebarObserver.observe(more);
+  }
+
+  function lastGroup() {
+    const groups = $$(".conversation-group", sidebarList);
+    return groups.length ? groups[groups.length - 1].dataset.group : null;
+  }
+
+  async function loadMoreConversations(link) {
+    if (sidebarLoading) return;
+    sidebarLoading = true;
+    sidebarObserver.unobserve(link);
+    try {
+      const nodes = await fetchFragment(link.href);
+      const group = lastGroup();
+      link.closest("li").remove();
+      for (const node of nodes) {
+        // A page that continues the previous page's day group does not repeat its heading.
+        if (node.classList.contains("conversation-group") && node.dataset.group === group) continue;
+        sidebarList.append(node);
+      }
+      markCurrentConversation();
+      observeSidebarMore();
+    } catch (error) {
+      sidebarObserver.observe(link);
+    } finally {
+      sidebarLoading = false;
+    }
+  }
+
+  async function refreshSidebar() {
+    if (!sidebarList) return;
+    try {
+      const nodes = await fetchFragment(app.dataset.sidebarUrl || "/conversations/");
+      sidebarList.replaceChildren(...nodes);
+      markCurrentConversation();
+      observeSidebarMore();
+    } catch (error) {
+      /* The sidebar catches up on the next page load. */
+    }
+  }
+
+  function markCurrentConversation() {
+    const current = chat ? chat.dataset.conversation : "";
+    for (const item of $$(".conversation-item", sidebarList)) {
+      const isCurrent = Boolean(current) && item.dataset.id === current;
+      item.classList.toggle("is-current", isCurrent);
+      const link = $(".conversation-link", item);
+      if (isCurrent) link.setAttribute("aria-current", "page");
+      else link.removeAttribute("aria-current");
+    }
+  }
+
+  function setSidebarTitle(id, title) {
+    const item = sidebarList && $(`.conversation-item[data-id="${CSS.escape(id)}"]`, sidebarList);
+    if (item) $(".conversation-link", item).textContent = title || "New chat";
+  }
+
+  function toggleSidebar() {
+    if (window.matchMedia("(max-width: 800px)").matches) {
+      app.classList.toggle("sidebar-open");
+      if (location.hash === "#sidebar") history.replaceState(null, "", location.pathname + location.search);
+    } else {
+      app.classList.toggle("sidebar-collapsed");
+    }
+  }
+
+  // The menu button and the scrim are plain links (#sidebar, #) so the sidebar opens without
+  // JavaScript; with it, they toggle a class and leave the URL alone.
+  document.addEventListener("click", (event) => {
+    const opener = event.target.closest(".menu-button");
+    const closer = event.target.closest(".sidebar-close, .scrim");
+    if (opener || closer) {
+      event.preventDefault();
+      if (opener) app.classList.add("sidebar-open");
+      else app.classList.remove("sidebar-open");
+    }
+  });
+
+  // Rename in place: the title becomes an input; Enter or leaving it saves, Escape cancels.
+  function renameInPlace(textElement, url, onRenamed) {
+    if (textElement.hidden) return;
+    const input = document.createElement("input");
+    input.type = "text";
+    input.className = "rename-input";
+    input.maxLength = 200;
+    input.value = textElement.textContent.trim();
+    input.setAttribute("aria-label", "New title");
+    textElement.hidden = true;
+    textElement.after(input);
+    input.focus();
+    input.select();
+    let finished = false;
+    const finish = async (save) => {
+      if (finished) return;
+      finished = true;
+      const title = input.value.trim();
+      input.remove();
+      textElement.hidden = false;
+      if (!save || !title || title === textElement.textContent.trim()) return;
+      const data = new FormData();
+      data.append("title", title);
+      const response = await postForm(url, data);
+      if (response.ok) {
+        const body = await response.json();
+        onRenamed(body.title);
+      }
+    };
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") {
+        event.preventDefault();
+        finish(true);
+      } else if (event.key === "Escape") {
+        event.preventDefault();
+        event.stopPropagation();
+        finish(false);
+      }
+    });
+    input.addEventListener("blur", () => finish(true));
+  }
+
+  function applyTitle(id, title) {
+    setSidebarTitle(id, title);
+    if (chat && chat.dataset.conversation === id) {
+      const heading = document.getElementById("conversation-title");
+      heading.textContent = title || "New chat";
+      document.title = (title || "New chat") + " · Chat";
+      for (const link of $$('[data-action="delete"]', chat)) link.dataset.title = title;
+    }
+  }
+
+  document.addEventListener("click", (event) => {
+    const action = event.target.closest('[data-action="rename"], [data-action="rename-current"]');
+    if (action) {
+      event.preventDefault();
+      closeMenus(null);
+      const url = action.getAttribute("href");
+      if (action.dataset.action === "rename") {
+        const item = action.closest(".conversation-item");
+        renameInPlace($(".conversation-link", item), url, (title) => applyTitle(item.dataset.id, title));
+      } else {
+        const id = chat.dataset.conversation;
+        renameInPlace(document.getElementById("conversation-title"), url, (title) => applyTitle(id, title));
+      }
+      return;
+    }
+    const remove = event.target.closest('[data-action="delete"]');
+    if (remove) {
+      event.preventDefault();
+      closeMenus(null);
+      const dialog = document.getElementById("delete-dialog");
+      $('[data-slot="title"]', dialog).textContent = remove.dataset.title || "New chat";
+      const form = $('[data-slot="form"]', dialog);
+      form.action = remove.getAttribute("href");
+      let next = $("input[name=next]", form);
+      if (!next) {
+        next = document.createElement("input");
+        next.type = "hidden";
+        next.name = "next";
+        form.append(next);
+      }
+      dialog.showModal();
+    }
+  });
+
+  // --- Keyboard shortcuts ----------------------------------------------------------------------
+
+  const composer = chat && document.getElementById("composer");
+  const textarea = composer && $("textarea[name=content]", composer);
+
+  function typingInField(target) {
+    return target.closest("input, textarea, select, [contenteditable=true]");
+  }
+
+  document.addEventListener("keydown", (event) => {
+    const mod = event.ctrlKey || event.metaKey;
+    const key = event.key.toLowerCase();
+    if (mod && event.shiftKey && key === "o") {
+      event.preventDefault();
+      location.href = app.dataset.chatUrl;
+    } else if (mod && event.shiftKey && key === "s") {
+      event.preventDefault();
+      toggleSidebar();
+    } else if (mod && (key === "/" || event.code === "Slash")) {
+      event.preventDefault();
+      document.getElementById("shortcuts-dialog").showModal();
+    } else if (event.key === "Escape" && event.shiftKey && textarea) {
+      event.preventDefault();
+      textarea.focus();
+    } else if (event.key === "/" && !mod && textarea && !typingInField(event.target)) {
+      event.preventDefault();
+      textarea.focus();
+    } else if (event.key === "Escape" && chatState && chatState.streaming.size && !$("dialog[open]")) {
+      event.preventDefault();
+      stopAll();
+    } else if (event.key === "Escape") {
+      app.classList.remove("sidebar-open");
+      closeMenus(null);
+    }
+  });
+
+  observeSidebarMore();
+  markCurrentConversation();
+
+  if (!chat) return;
+
+  // --- The chat page ---------------------------------------------------------------------------
+
+  const list = document.getElementById("message-list");
+  const scroller = document.getElementById("messages");
+  const sendButton = document.getElementById("send-button");
+  const stopButton = document.getElementById("stop-button");
+  const connection = document.getElementById("connection");
+  const composerError = document.getElementById("composer-error");
+  const targetSelect = $("select[name=target]", composer);
+  const fields = $(".composer-fields", composer);
+  const scrollBottomButton = document.getElementById("scroll-bottom");
+
+  chatState = {
+    socket: null,
+    attempts: 0,
+    retryTimer: null,
+    signedOut: false,
+    // assistant message id -> { seq, node }: answers being written, with the last seq applied.
+    streaming: new Map(),
+    // A frame typed while disconnected; sent as soon as the socket is open again.
+    pending: null,
+    // request_id of our chat.send that has no conversation yet, and the text it carried.
+    awaitingNew: null,
+    lastRequest: null,
+    // Set when a regenerate/edit replaced part of the branch: the sibling arrows need refreshing.
+    branchChanged: false,
+  };
+
+  // --- Scrolling ---
+
+  function nearBottom() {
+    return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 96;
+  }
+
+  function scrollToBottom() {
+    scroller.scrollTop = scroller.scrollHeight;
+  }
+
+  function keepBottom(wasNear, change) {
+    change();
+    if (wasNear) scrollToBottom();
+  }
+
+  scroller.addEventListener(
+    "scroll",
+    () => {
+      scrollBottomButton.hidden = nearBottom() || !list.children.length;
+    },
+    { passive: true },
+  );
+  scrollBottomButton.addEventListener("click", () => {
+    scroller.scrollTo({ top: scroller.scrollHeight, behavior: "smooth" });
+  });
+
+  // --- Connection state ---
+
+  function setConnection(state, text, link) {
+    connection.dataset.state = state;
+    const label = $(".connection-text", connection);
+    label.replaceChildren(document.createTextNode(text));
+    if (link) {
+      label.append(" ");
+      const anchor = document.createElement("a");
+      anchor.href = link.href;
+      anchor.textContent = link.text;
+      label.append(anchor);
+    }
+    connection.title = text;
+  }
+
+  function connect() {
+    clearTimeout(chatState.retryTimer);
+    if (chatState.socket || chatState.signedOut) return;
+    setConnection(chatState.attempts ? "retrying" : "connecting", chatState.attempts ? "Reconnecting…" : "Connecting…");
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const socket = new WebSocket(scheme + "//" + location.host + app.dataset.wsPath);
+    chatState.socket = socket;
+    socket.addEventListener("open", () => {
+      chatState.attempts = 0;
+      setConnection("open", "Connected");
+      onOpen();
+    });
+    socket.addEventListener("message", (event) => {
+      let frame;
+      try {
+        frame = JSON.parse(event.data);
+      } catch (error) {
+        return;
+      }
+      if (frame && typeof frame.type === "string") handleFrame(frame);
+    });
+    socket.addEventListener("close", (event) => {
+      if (chatState.socket !== socket) return;
+      chatState.socket = null;
+      if (event.code === 4401) {
+        chatState.signedOut = true;
+        setConnection("closed", "Signed out.", { href: "/accounts/login/?next=" + encodeURIComponent(location.pathname), text: "Sign in" });
+        return;
+      }
+      scheduleReconnect();
+    });
+  }
+
+  function scheduleReconnect() {
+    // Exponential backoff with jitter, so a restarted server is not hit by every tab at once.
+    const delay = Math.min(15000, 500 * 2 ** chatState.attempts) * (0.75 + Math.random() * 0.5);
+    chatState.attempts += 1;
+    setConnection("retrying", navigator.onLine === false ? "Offline. Waiting for the network…" : "Reconnecting…");
+    chatState.retryTimer = setTimeout(connect, delay);
+  }
+
+  window.addEventListener("online", () => {
+    if (!chatState.socket) {
+      chatState.attempts = 0;
+      connect();
+    }
+  });
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible" && !chatState.socket) connect();
+  });
+
+  function transmit(frame) {
+    const socket = chatState.socket;
+    if (socket && socket.readyState === WebSocket.OPEN) {
+      socket.send(JSON.stringify(frame));
+      return true;
+    }
+    chatState.pending = frame;
+    return false;
+  }
+
+  function subscribe() {
+    const id = chat.dataset.conversation;
+    if (!id) return;
+    const frame = { type: "chat.subscribe", conversation: id };
+    // An answer shown as streaming may have ended while we were away: naming it gets its
+    // message.done even when nothing runs any more.
+    const streaming = $('.message[data-status="streaming"]', list);
+    if (streaming) frame.message = streaming.dataset.id;
+    transmit(frame);
+  }
+
+  function onOpen() {
+    // A fresh socket knows nothing of what we saw: the snapshot (or idle) resets each answer.
+    subscribe();
+    if (chatState.pending) {
+      const frame = chatState.pending;
+      chatState.pending = null;
+      transmit(frame);
+      showComposerError("");
+    }
+  }
+
+  // --- Messages in the DOM ---
+
+  function messageElement(id) {
+    return id ? document.getElementById("m-" + id) : null;
+  }
+
+  function lastMessage() {
+    const messages = $$(".message", list);
+    return messages.length ? messages[messages.length - 1] : null;
+  }
+
+  function contentOf(element) {
+    if (element.dataset.role !== "assistant") return $('[data-slot="text"]', element).textContent;
+    const source = $('template[data-slot="source"]', element);
+    return source ? source.content.textContent : $('[data-slot="content"]', element).textContent;
+  }
+
+  function setSource(element, content) {
+    const source = $('template[data-slot="source"]', element);
+    if (source) source.content.replaceChildren(document.createTextNode(content));
+  }
+
+  function buildMessage(message) {
+    const template = document.getElementById(message.role === "user" ? "tpl-user" : "tpl-assistant");
+    const element = template.content.firstElementChild.cloneNode(true);
+    element.id = "m-" + message.id;
+    element.dataset.id = message.id;
+    element.dataset.parent = message.parent || "";
+    element.dataset.status = message.status || "complete";
+    if (message.role === "assistant") {
+      $('[data-slot="content"]', element).textContent = message.content || "";
+      setSource(element, message.content || "");
+      setMeta(element, message);
+    } else {
+      element.className = "message message--" + message.role;
+      element.dataset.role = message.role;
+      $('[data-slot="text"]', element).textContent = message.content || "";
+    }
+    return element;
+  }
+
+  function setMeta(element, info) {
+    const meta = $('[data-slot="meta"]', element);
+    if (!meta) return;
+    meta.replaceChildren();
+    if (info.status === "stopped") {
+      const tag = document.createElement("span");
+      tag.className = "tag";
+      tag.textContent = "Stopped";
+      meta.append(tag, " ");
+    }
+    meta.append(info.model || info.provider || "");
+    const usage = info.usage;
+    if (usage && usage.prompt_tokens != null) {
+      meta.title = `${usage.prompt_tokens} prompt + ${usage.completion_tokens || 0} answer tokens`;
+    }
+  }
+
+  function setError(element, status, error) {
+    const box = $('[data-slot="error-box"]', element);
+    if (!box) return;
+    const failed = status === "error" || status === "interrupted";
+    box.hidden = !failed;
+    $('[data-slot="error"]', box).textContent = failed
+      ? (error && error.detail) || "The answer could not be completed."
+      : "";
+  }
+
+  function addCodeCopyButtons(scope) {
+    const icon = $('#tpl-assistant').content.querySelector('[data-action="copy"] svg');
+    for (const pre of $$(".markdown pre", scope)) {
+      if ($(".code-copy", pre)) continue;
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "code-copy";
+      button.dataset.action = "copy-code";
+      button.setAttribute("aria-label", "Copy code");
+      if (icon) button.append(icon.cloneNode(true));
+      button.append("Copy");
+      pre.append(button);
+    }
+  }
+
+  function hideEmptyState() {
+    const empty = document.getElementById("empty-state");
+    if (empty) empty.remove();
+  }
+
+  function updateComposer() {
+    const busy = chatState.streaming.size > 0;
+    sendButton.hidden = busy;
+    stopButton.hidden = !busy;
+    sendButton.disabled = !textarea.value.trim();
+    const last = lastMessage();
+    $("input[name=parent]", composer).value = last ? last.dataset.id : "";
+  }
+
+  function showComposerError(text) {
+    $('[data-slot="text"]', composerError).textContent = text;
+    composerError.hidden = !text;
+  }
+
+  // --- Frames from the server ---
+
+  function ours(frame) {
+    const id = frame.conversation || (frame.message && frame.message.conversation);
+    return Boolean(id) && id === chat.dataset.conversation;
+  }
+
+  function handleFrame(frame) {
+    switch (frame.type) {
+      case "conversation.created":
+        return onConversationCreated(frame);
+      case "conversation.updated":
+        return onConversationUpdated(frame);
+      case "message.created":
+        return ours(frame) && onMessageCreated(frame.message);
+      case "message.snapshot":
+        return ours(frame) && onSnapshot(frame);
+      case "message.delta":
+        return ours(frame) && onDelta(frame);
+      case "message.done":
+        return ours(frame) && onDone(frame);
+      case "conversation.idle":
+        return ours(frame) && onIdle();
+      case "error":
+        return onError(frame);
+      default:
+        return undefined;
+    }
+  }
+
+  function onConversationCreated(frame) {
+    const conversation = frame.conversation || {};
+    if (!conversation.id) return;
+    const mine =
+      chatState.awaitingNew &&
+      !chat.dataset.conversation &&
+      (!frame.request_id || frame.request_id === chatState.awaitingNew);
+    if (mine) {
+      chatState.awaitingNew = null;
+      adoptConversation(conversation);
+    }
+    refreshSidebar();
+  }
+
+  function adoptConversation(conversation) {
+    const id = conversation.id;
+    chat.dataset.conversation = id;
+    // Links and forms rendered for "the conversation to be" now point at it.
+    for (const element of $$("[href*='" + PLACEHOLDER + "'], [action*='" + PLACEHOLDER + "']", chat)) {
+      for (const name of ["href", "action"]) {
+        const value = element.getAttribute(name);
+        if (value && value.includes(PLACEHOLDER)) element.setAttribute(name, value.replace(PLACEHOLDER, id));
+      }
+    }
+    for (const name of ["settingsUrl", "sendUrl"]) {
+      chat.dataset[name] = chat.dataset[name].replace(PLACEHOLDER, id);
+    }
+    composer.action = chat.dataset.sendUrl;
+    document.getElementById("conversation-menu").hidden = false;
+    history.replaceState(null, "", conversationUrl(id));
+    applyTitle(id, conversation.title || "");
+  }
+
+  function onConversationUpdated(frame) {
+    const conversation = frame.conversation || {};
+    if (conversation.id && "title" in conversation) applyTitle(conversation.id, conversation.title);
+  }
+
+  function onMessageCreated(message) {
+    if (messageElement(message.id)) return;
+    const wasNear = nearBottom() || message.role === "user";
+    const parent = messageElement(message.parent);
+    if (message.parent && !parent) return; // on a branch this page does not show
+    // A new message below `parent` replaces whatever this page showed below it: that was
+    // another branch (a regenerate or an edit makes a sibling).
+    let stale = parent ? parent.nextElementSibling : list.firstElementChild;
+    while (stale) {
+      const next = stale.nextElementSibling;
+      if (stale.classList.contains("message")) {
+        chatState.branchChanged = true;
+        chatState.streaming.delete(stale.dataset.id);
+        stale.remove();
+      }
+      stale = next;
+    }
+    hideEmptyState();
+    keepBottom(wasNear, () => list.append(buildMessage(message)));
+    if (message.role === "assistant" && message.status === "streaming") {
+      startStreaming(messageElement(message.id), "", 0);
+    }
+    updateComposer();
+  }
+
+  function startStreaming(element, content, seq) {
+    const body = $('[data-slot="content"]', element);
+    body.className = "message-content plain";
+    const node = document.createTextNode(content);
+    body.replaceChildren(node);
+    element.dataset.status = "streaming";
+    setError(element, "streaming", null);
+    chatState.streaming.set(element.dataset.id, { seq, node });
+  }
+
+  function onSnapshot(frame) {
+    let element = messageElement(frame.message);
+    const wasNear = nearBottom();
+    if (!element) {
+      // An answer this page has not seen start (another tab, or a reconnect after a reload).
+      const last = lastMessage();
+      element = buildMessage({ id: frame.message, parent: last ? last.dataset.id : "", role: "assistant", status: "streaming" });
+      hideEmptyState();
+      list.append(element);
+    }
+    keepBottom(wasNear, () => startStreaming(element, frame.content || "", frame.seq || 0));
+    updateComposer();
+  }
+
+  function onDelta(frame) {
+    const stream = chatState.streaming.get(frame.message);
+    if (!stream || frame.seq <= stream.seq) return; // not ours yet, or already applied
+    if (frame.seq !== stream.seq + 1) {
+      // A gap: something was lost. A new snapshot brings the text back in step.
+      stream.seq = Infinity;
+      subscribe();
+      return;
+    }
+    const wasNear = nearBottom();
+    keepBottom(wasNear, () => stream.node.appendData(frame.delta || ""));
+    stream.seq = frame.seq;
+  }
+
+  function onDone(frame) {
+    const element = messageElement(frame.message);
+    chatState.streaming.delete(frame.message);
+    if (element) {
+      const wasNear = nearBottom();
+      keepBottom(wasNear, () => {
+        const body = $('[data-slot="content"]', element);
+        body.className = "message-content markdown";
+        // The one innerHTML: the server's sanitised rendering of the finished answer.
+        body.innerHTML = frame.html || "";
+        setSource(element, frame.content || "");
+        element.dataset.status = frame.status;
+        setError(element, frame.status, frame.error);
+        setMeta(element, frame);
+        addCodeCopyButtons(element);
+      });
+    }
+    updateComposer();
+    if (chatState.branchChanged && !chatState.streaming.size) {
+      chatState.branchChanged = false;
+      refreshSiblings();
+    }
+  }
+
+  function onIdle() {
+    // Nothing runs: answers this page still shows as streaming ended while we were away.
+    const stale = $$('.message[data-status="streaming"]', list);
+    chatState.streaming.clear();
+    updateComposer();
+    if (stale.length) reloadTail();
+  }
+
+  function onError(frame) {
+    const request = chatState.lastRequest;
+    const forUs = request && frame.request_id && frame.request_id === request.id;
+    if (forUs) {
+      chatState.lastRequest = null;
+      if (chatState.awaitingNew === frame.request_id) chatState.awaitingNew = null;
+      // Give the unsent text back.
+      if (request.content && !textarea.value.trim()) {
+        textarea.value = request.content;
+      }
+    }
+    showComposerError(frame.detail || "Something went wrong.");
+    updateComposer();
+  }
+
+  // --- Server-rendered refreshes ---
+
+  async function reloadTail() {
+    const id = chat.dataset.conversation;
+    if (!id) return;
+    try {
+      const nodes = await fetchFragment(conversationUrl(id));
+      list.replaceChildren(...nodes);
+      addCodeCopyButtons(list);
+      observeOlder();
+      scrollToBottom();
+      updateComposer();
+    } catch (error) {
+      /* The page keeps what it has; a reload shows the saved answer. */
+    }
+  }
+
+  async function refreshSiblings() {
+    const id = chat.dataset.conversation;
+    if (!id) return;
+    try {
+      const nodes = await fetchFragment(conversationUrl(id));
+      for (const node of nodes) {
+        if (!node.classList || !node.classList.contains("message")) continue;
+        const element = document.getElementById(node.id);
+        if (!element) continue;
+        const footer = $(".message-footer", element);
+        const fresh = $(".siblings", node);
+        const current = $(".siblings", footer);
+        if (current && fresh) current.replaceWith(fresh);
+        else if (current) current.remove();
+        else if (fresh) footer.prepend(fresh);
+      }
+    } catch (error) {
+      /* Arrows appear on the next page load. */
+    }
+  }
+
+  // Older messages load when their link scrolls into view, keeping what the reader looks at in place.
+  let olderLoading = false;
+  const olderObserver = new IntersectionObserver(
+    (entries) => {
+      for (const entry of entries) {
+        if (entry.isIntersecting) loadOlder(entry.target);
+      }
+    },
+    { root: scroller, rootMargin: "300px 0px 0px 0px" },
+  );
+
+  function observeOlder() {
+    const link = $("[data-older]", list);
+    if (link) olderObserver.observe(link);
+  }
+
+  async function loadOlder(link) {
+    if (olderLoading) return;
+    olderLoading = true;
+    olderObserver.unobserve(link);
+    try {
+      const nodes = await fetchFragment(link.href);
+      const before = scroller.scrollHeight;
+      const top = scroller.scrollTop;
+      link.closest("li").replaceWith(...nodes);
+      addCodeCopyButtons(list);
+      scroller.scrollTop = top + (scroller.scrollHeight - before);
+      observeOlder();
+    } catch (error) {
+      olderObserver.observe(link);
+    } finally {
+      olderLoading = false;
+    }
+  }
+
+  // --- Sending ---
+
+  function splitTarget(value) {
+    if (!value) return [null, null];
+    const at = value.indexOf(":");
+    const provider = at < 0 ? value : value.slice(0, at);
+    const model = at < 0 ? "" : value.slice(at + 1);
+    return [provider || null, model || null];
+  }
+
+  function readOptions() {
+    const options = {};
+    const temperature = $("input[name=temperature]", composer);
+    const maxTokens = $("input[name=max_tokens]", composer);
+    for (const input of [temperature, maxTokens]) {
+      if (!input.checkValidity()) {
+        $("#settings").open = true;
+        input.reportValidity();
+        return null;
+      }
+    }
+    if (temperature.value !== "") options.temperature = Number(temperature.value);
+    if (maxTokens.value !== "") options.max_tokens = Number.parseInt(maxTokens.value, 10);
+    options.system = $("textarea[name=system]", composer).value;
+    return options;
+  }
+
+  function send() {
+    const content = textarea.value;
+    if (!content.trim() || chatState.streaming.size || fields.disabled) return;
+    const options = readOptions();
+    if (!options) return;
+    const [provider, model] = splitTarget(targetSelect ? targetSelect.value : "");
+    const last = lastMessage();
+    const frame = {
+      type: "chat.send",
+      conversation: chat.dataset.conversation || null,
+      parent: last ? last.dataset.id : null,
+      content,
+      provider,
+      model,
+      options,
+      request_id: requestId(),
+    };
+    chatState.lastRequest = { id: frame.request_id, content };
+    if (!frame.conversation) chatState.awaitingNew = frame.request_id;
+    showComposerError("");
+    textarea.value = "";
+    closeMenus(null);
+    if (!transmit(frame)) showComposerError("Not connected. Your message will be sent when the connection is back.");
+    updateComposer();
+  }
+
+  function stopAll() {
+    for (const id of chatState.streaming.keys()) transmit({ type: "chat.stop", message: id });
+  }
+
+  composer.addEventListener("submit", (event) => {
+    // Only the "Save settings" button of the no-JavaScript page posts this form for real.
+    if (event.submitter && event.submitter.hasAttribute("formaction")) return;
+    event.preventDefault();
+    send();
+  });
+
+  textarea.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.altKey && !event.ctrlKey && !event.metaKey && !event.isComposing) {
+      event.preventDefault();
+      send();
+    }
+  });
+  textarea.addEventListener("input", updateComposer);
+  stopButton.addEventListener("click", stopAll);
+
+  if (!CSS.supports("field-sizing", "content")) {
+    // Browsers without CSS auto-sizing: grow the box with its text.
+    const grow = () => {
+      textarea.style.height = "auto";
+      textarea.style.height = textarea.scrollHeight + "px";
+    };
+    textarea.addEventListener("input", grow);
+  }
+
+  // --- Settings: saved on the conversation as they change ---
+
+  let settingsTimer = null;
+  const settingsStatus = document.getElementById("settings-status");
+
+  async function saveSettings() {
+    const id = chat.dataset.conversation;
+    if (!id) return; // a new chat sends them with its first message
+    const data = new FormData();
+    for (const name of ["target", "temperature", "max_tokens", "system"]) {
+      const field = composer.elements.namedItem(name);
+      if (field) data.append(name, field.value);
+    }
+    const response = await postForm(chat.dataset.settingsUrl, data);
+    if (settingsStatus) {
+      settingsStatus.textContent = response.ok ? "Saved" : await response.text();
+      setTimeout(() => (settingsStatus.textContent = ""), 2500);
+    }
+  }
+
+  for (const name of ["target", "temperature", "max_tokens", "system"]) {
+    const field = composer.elements.namedItem(name);
+    if (!field) continue;
+    field.addEventListener("change", () => {
+      clearTimeout(settingsTimer);
+      if (field.checkValidity && !field.checkValidity()) return;
+      settingsTimer = setTimeout(saveSettings, 300);
+    });
+  }
+
+  // --- Message actions ---
+
+  function openEditor(element) {
+    if ($(".message-edit", element)) return;
+    const bubble = $(".message-bubble", element);
+    const editor = document.createElement("form");
+    editor.className = "message-edit";
+    const area = document.createElement("textarea");
+    area.value = contentOf(element);
+    area.setAttribute("aria-label", "Edit your message");
+    const actions = document.createElement("div");
+    actions.className = "message-edit-actions";
+    const cancel = document.createElement("button");
+    cancel.type = "button";
+    cancel.className = "button small";
+    cancel.textContent = "Cancel";
+    const submit = document.createElement("button");
+    submit.type = "submit";
+    submit.className = "button small primary";
+    submit.textContent = "Send";
+    actions.append(cancel, submit);
+    editor.append(area, actions);
+    bubble.hidden = true;
+    bubble.after(editor);
+    area.focus();
+    area.setSelectionRange(area.value.length, area.value.length);
+    const close = () => {
+      editor.remove();
+      bubble.hidden = false;
+    };
+    cancel.addEventListener("click", close);
+    editor.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const content = area.value;
+      if (!content.trim() || chatState.streaming.size) return;
+      const id = requestId();
+      chatState.lastRequest = { id, content: "" };
+      transmit({ type: "chat.edit", message: element.dataset.id, content, request_id: id });
+      close();
+    });
+    area.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        editor.requestSubmit();
+      } else if (event.key === "Escape") {
+        event.preventDefault();
+        event.stopPropagation();
+        close();
+      }
+    });
+  }
+
+  list.addEventListener("click", async (event) => {
+    const button = event.target.closest("[data-action]");
+    if (!button) return;
+    const element = button.closest(".message");
+    switch (button.dataset.action) {
+      case "copy":
+        await copyText(contentOf(element));
+        flashCopied(button);
+        break;
+      case "copy-code": {
+        const code = $("code", button.closest("pre"));
+        await copyText(code ? code.textContent : "");
+        flashCopied(button);
+        break;
+      }
+      case "regenerate":
+        if (chatState.streaming.size) return;
+        showComposerError("");
+        chatState.lastRequest = { id: requestId(), content: "" };
+        transmit({ type: "chat.regenerate", message: element.dataset.id, request_id: chatState.lastRequest.id });
+        break;
+      case "edit":
+        openEditor(element);
+        break;
+      default:
+        break;
+    }
+  });
+
+  // --- Start ---
+
+  addCodeCopyButtons(list);
+  for (const element of $$('.message[data-status="streaming"]', list)) {
+    // Rendered mid-stream: the text so far comes with the snapshot after subscribing.
+    chatState.streaming.set(element.dataset.id, { seq: Infinity, node: null });
+  }
+  const target = location.hash.startsWith("#m-") && document.getElementById(location.hash.slice(1));
+  if (target) target.scrollIntoView({ block: "center" });
+  else scrollToBottom();
+  observeOlder();
+  updateComposer();
+  // Not on touch screens, where focusing would pop up the keyboard over the conversation.
+  if (!fields.disabled && !target && window.matchMedia("(hover: hover)").matches) textarea.focus();
+  connect();
+})();
