@@ -20,6 +20,7 @@ from django.utils import timezone
 from conversations import frames, generation, selectors
 from conversations.errors import ChatError
 from conversations.eventlog import event_log
+from conversations.groups import conversation_group
 from conversations.models import Message
 from conversations.protocol import (
     ChatEdit,
@@ -39,31 +40,54 @@ logger = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 # Conversations one socket may watch at once (a tab watches one or two).
 MAX_SUBSCRIPTIONS = 20
-# Answers already reported as done, remembered so a late duplicate is not sent twice.
-DONE_MEMORY = 200
+# Messages already announced / answers already reported as done on this socket, remembered so
+# that the same news arriving by two paths (directly and through the group) goes out once.
+SENT_MEMORY = 500
+# How long an answer's done frame, announced through the group, waits for this socket's reader
+# of the answer's log to deliver it first (after every delta) before being sent anyway.
+DONE_GRACE_SECONDS = 2.0
+# A reader of an answer's log that fails (a Redis blip) starts over from a snapshot this often.
+RELAY_ATTEMPTS = 5
+
+
+def _remember(memory: dict[uuid.UUID, None], key: uuid.UUID) -> bool:
+    """Add `key`; False when it was already there. Keeps the newest SENT_MEMORY keys."""
+    if key in memory:
+        return False
+    memory[key] = None
+    while len(memory) > SENT_MEMORY:
+        memory.pop(next(iter(memory)))
+    return True
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
+            # Accepted first: a close before the handshake completes reaches the browser as a
+            # failed handshake (code 1006), and the script could not tell "signed out" from
+            # "server down" and would retry forever.
+            await self.accept()
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.user = user
-        self.subscriptions: set[uuid.UUID] = set()
+        # Insertion-ordered, so the oldest subscription is the one dropped at the limit.
+        self.subscriptions: dict[uuid.UUID, None] = {}
         self.followers: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self.created_sent: dict[uuid.UUID, None] = {}
         self.done_sent: dict[uuid.UUID, None] = {}
+        self.background: set[asyncio.Task[None]] = set()
         await self.accept()
         await generation.generation_engine().ensure_started()
 
     async def disconnect(self, code: int) -> None:
         # The answers go on: only this socket's reading of them stops.
-        for task in getattr(self, "followers", {}).values():
+        for task in [*getattr(self, "followers", {}).values(), *getattr(self, "background", ())]:
             task.cancel()
-        for conversation_id in getattr(self, "subscriptions", set()):
+        for conversation_id in getattr(self, "subscriptions", {}):
             with suppress(Exception):
                 await self.channel_layer.group_discard(
-                    generation.conversation_group(conversation_id), self.channel_name
+                    conversation_group(conversation_id), self.channel_name
                 )
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -100,9 +124,16 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json(
                 frames.conversation_created(exchange.conversation, request_id=frame.request_id)
             )
-        # Joined before the messages are announced, so this socket hears about its own answer.
         await self.join(exchange.conversation.id)
-        await generation.generation_start(exchange=exchange, request_id=frame.request_id)
+        # This socket hears of its own messages directly, not through the group: a group
+        # membership can lapse (channels-redis expires them after a day) and must never cost
+        # the user the answer they just asked for.
+        for message in (exchange.user_message, exchange.assistant_message):
+            if message is not None and _remember(self.created_sent, message.id):
+                await self.send_json(frames.message_created(message, request_id=frame.request_id))
+        answer = exchange.assistant_message
+        self.follow(answer.id, exchange.conversation.id, from_snapshot=False)
+        await generation.generation_start(exchange=exchange)
 
     async def subscribe(self, frame: ChatSubscribe) -> None:
         conversation = await database_sync_to_async(selectors.conversation_get_for_user)(
@@ -122,7 +153,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json(frames.conversation_idle(conversation.id))
             return
         for message in running:
-            self.follow(message.id, conversation.id, from_snapshot=True, checkpoint=message)
+            # An explicit subscribe is a client asking to be brought in step (after a reconnect
+            # or a gap it saw): its reading of each answer starts over from a snapshot.
+            _remember(self.created_sent, message.id)
+            await self.send_json(frames.message_created(message, request_id=None))
+            self.follow(
+                message.id, conversation.id, from_snapshot=True, checkpoint=message, restart=True
+            )
 
     async def send_done_if_ended(self, conversation_id: uuid.UUID, message_id: uuid.UUID) -> None:
         message = await database_sync_to_async(selectors.message_get_for_user)(
@@ -138,19 +175,19 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.send_done(await self.done_frame_from_row(message))
 
     async def join(self, conversation_id: uuid.UUID) -> None:
-        if conversation_id in self.subscriptions:
-            return
-        if len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
-            # Forget the oldest conversation this socket watched; a tab shows one at a time.
+        if (
+            conversation_id not in self.subscriptions
+            and len(self.subscriptions) >= MAX_SUBSCRIPTIONS
+        ):
+            # Forget the conversation this socket has watched longest; a tab shows one at a time.
             oldest = next(iter(self.subscriptions))
-            self.subscriptions.discard(oldest)
-            await self.channel_layer.group_discard(
-                generation.conversation_group(oldest), self.channel_name
-            )
-        self.subscriptions.add(conversation_id)
-        await self.channel_layer.group_add(
-            generation.conversation_group(conversation_id), self.channel_name
-        )
+            del self.subscriptions[oldest]
+            await self.channel_layer.group_discard(conversation_group(oldest), self.channel_name)
+        self.subscriptions.pop(conversation_id, None)
+        self.subscriptions[conversation_id] = None
+        # Every time, not only the first: adding again renews a membership that channels-redis
+        # would otherwise expire after a day.
+        await self.channel_layer.group_add(conversation_group(conversation_id), self.channel_name)
 
     # --- following answers -----------------------------------------------------------------
 
@@ -161,10 +198,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         *,
         from_snapshot: bool,
         checkpoint: Message | None = None,
+        restart: bool = False,
     ) -> None:
-        task = self.followers.get(message_id)
-        if (task is not None and not task.done()) or message_id in self.done_sent:
+        if message_id in self.done_sent:
             return
+        task = self.followers.get(message_id)
+        if task is not None and not task.done():
+            if not restart:
+                return
+            task.cancel()
         task = asyncio.create_task(
             self.relay(message_id, conversation_id, from_snapshot=from_snapshot, row=checkpoint)
         )
@@ -184,58 +226,83 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         row: Message | None,
     ) -> None:
         """Forward one answer's frames: deltas with contiguous seq, then its done frame."""
+        failures = 0
+        while True:
+            try:
+                await self.relay_once(message_id, conversation_id, from_snapshot, row)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failures += 1
+                logger.warning(
+                    "chat socket: following answer %s failed (%d)",
+                    message_id,
+                    failures,
+                    exc_info=True,
+                )
+                if failures >= RELAY_ATTEMPTS:
+                    # Live frames are out of reach; the done frame still comes through the
+                    # conversation's group when the answer ends.
+                    return
+                await asyncio.sleep(0.2 * 2**failures)
+                # Where this reader had got to is unknown now: a snapshot puts it back in step.
+                from_snapshot = True
+
+    async def relay_once(
+        self,
+        message_id: uuid.UUID,
+        conversation_id: uuid.UUID,
+        from_snapshot: bool,
+        row: Message | None,
+    ) -> None:
         log = event_log()
         key = generation.log_key(message_id)
         cursor, expected = None, 1
-        try:
-            while True:
-                if from_snapshot:
-                    snapshot = await log.snapshot(key)
-                    if snapshot is None:
-                        await self.relay_without_log(message_id, conversation_id, row)
-                        return
-                    if snapshot.done is not None:
-                        await self.send_done(snapshot.done)
-                        return
-                    await self.send_json(
-                        frames.message_snapshot(
-                            message_id=message_id,
-                            conversation_id=conversation_id,
-                            seq=snapshot.seq,
-                            content=snapshot.content,
-                        )
-                    )
-                    cursor, expected = snapshot.cursor, snapshot.seq + 1
-                gap = False
-                async for event in log.follow(key, cursor):
-                    if event.done is not None:
-                        await self.send_done(event.done)
-                        return
-                    if event.seq < expected:
-                        continue
-                    if event.seq > expected:
-                        # Frames this socket never saw were trimmed from the log: start over
-                        # from a snapshot rather than show a hole.
-                        gap = True
-                        break
-                    await self.send_json(
-                        frames.message_delta(
-                            message_id=message_id,
-                            conversation_id=conversation_id,
-                            seq=event.seq,
-                            delta=event.delta,
-                        )
-                    )
-                    expected += 1
-                if not gap:
-                    # The log expired before its end was read: the row knows how it ended.
-                    await self.relay_without_log(message_id, conversation_id, None)
+        while True:
+            if from_snapshot:
+                snapshot = await log.snapshot(key)
+                if snapshot is None:
+                    await self.relay_without_log(message_id, conversation_id, row)
                     return
-                from_snapshot = True
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.warning("chat socket: following answer %s failed", message_id, exc_info=True)
+                if snapshot.done is not None:
+                    await self.send_done(snapshot.done)
+                    return
+                await self.send_json(
+                    frames.message_snapshot(
+                        message_id=message_id,
+                        conversation_id=conversation_id,
+                        seq=snapshot.seq,
+                        content=snapshot.content,
+                    )
+                )
+                cursor, expected = snapshot.cursor, snapshot.seq + 1
+            gap = False
+            async for event in log.follow(key, cursor):
+                if event.done is not None:
+                    await self.send_done(event.done)
+                    return
+                if event.seq < expected:
+                    continue
+                if event.seq > expected:
+                    # Frames this socket never saw were trimmed from the log (or one was never
+                    # written): start over from a snapshot rather than show a hole.
+                    gap = True
+                    break
+                await self.send_json(
+                    frames.message_delta(
+                        message_id=message_id,
+                        conversation_id=conversation_id,
+                        seq=event.seq,
+                        delta=event.delta,
+                    )
+                )
+                expected += 1
+            if not gap:
+                # The log expired before its end was read: the row knows how it ended.
+                await self.relay_without_log(message_id, conversation_id, None)
+                return
+            from_snapshot = True
 
     async def relay_without_log(
         self, message_id: uuid.UUID, conversation_id: uuid.UUID, row: Message | None
@@ -266,33 +333,38 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         return frames.message_done_from_row(message, html=html)
 
     async def send_done(self, frame: dict[str, Any]) -> None:
-        message_id = uuid.UUID(frame["message"])
-        if message_id in self.done_sent:
-            return
-        self.done_sent[message_id] = None
-        while len(self.done_sent) > DONE_MEMORY:
-            self.done_sent.pop(next(iter(self.done_sent)))
-        await self.send_json(frame)
+        if _remember(self.done_sent, uuid.UUID(frame["message"])):
+            await self.send_json(frame)
 
     # --- control messages from the channel layer (group of each subscribed conversation) ----
 
     async def chat_message_created(self, event: dict[str, Any]) -> None:
         frame = event["frame"]
-        await self.send_json(frame)
         message = frame["message"]
+        message_id = uuid.UUID(message["id"])
+        if not _remember(self.created_sent, message_id):
+            return
+        await self.send_json(frame)
         if message["role"] == Message.Role.ASSISTANT and message["status"] == "streaming":
-            self.follow(
-                uuid.UUID(message["id"]), uuid.UUID(message["conversation"]), from_snapshot=False
-            )
+            self.follow(message_id, uuid.UUID(message["conversation"]), from_snapshot=False)
 
     async def chat_conversation_updated(self, event: dict[str, Any]) -> None:
         await self.send_json(event["frame"])
 
     async def chat_message_done(self, event: dict[str, Any]) -> None:
         frame = event["frame"]
-        message_id = uuid.UUID(frame["message"])
-        task = self.followers.get(message_id)
-        if task is not None and not task.done():
-            # The follower delivers the done frame from the log (after every delta).
+        task = self.followers.get(uuid.UUID(frame["message"]))
+        if task is None or task.done():
+            await self.send_done(frame)
             return
+        # This socket's reader of the answer delivers the end itself, after the last delta;
+        # give it a moment (without holding up this socket's other frames), then stop waiting.
+        pending = asyncio.create_task(self.send_done_after(task, frame))
+        self.background.add(pending)
+        pending.add_done_callback(self.background.discard)
+
+    async def send_done_after(self, follower: asyncio.Task[None], frame: dict[str, Any]) -> None:
+        await asyncio.wait([follower], timeout=DONE_GRACE_SECONDS)
+        if not follower.done():
+            follower.cancel()
         await self.send_done(frame)

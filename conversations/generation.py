@@ -14,7 +14,9 @@ Control messages go through the channel layer, never tokens (see eventlog for wh
 """
 
 import asyncio
+import html
 import logging
+import sys
 import time
 import uuid
 import weakref
@@ -32,6 +34,7 @@ from django.utils import timezone
 from conversations import frames, selectors, services
 from conversations.errors import ChatError
 from conversations.eventlog import event_log, event_log_is_shared
+from conversations.groups import conversation_group, generation_group
 from conversations.models import Message
 from conversations.protocol import ChatEdit, ChatRegenerate, ChatSend
 from conversations.rendering import render_markdown
@@ -49,14 +52,6 @@ TITLE_WORDS = 8
 TITLE_MAX_CHARS = 80
 
 
-def conversation_group(conversation_id: uuid.UUID) -> str:
-    return f"chat.conversation.{conversation_id.hex}"
-
-
-def generation_group(message_id: uuid.UUID) -> str:
-    return f"chat.generation.{message_id.hex}"
-
-
 def log_key(message_id: uuid.UUID) -> str:
     return message_id.hex
 
@@ -68,11 +63,42 @@ class _Failure:
 
 _END = object()
 _STOP = object()
+# The server is shutting down: end the answer as `interrupted`, saving what it has.
+_SHUTDOWN = object()
+# Event-log writes are retried this often before a frame is given up on (the text is still
+# kept and saved; readers of the log resynchronise from a snapshot).
+LOG_ATTEMPTS = 3
 
 
 async def render_html(content: str) -> str:
     # Markdown rendering is CPU work on possibly long text: off the event loop.
-    return await sync_to_async(render_markdown, thread_sensitive=False)(content)
+    try:
+        return await sync_to_async(render_markdown, thread_sensitive=False)(content)
+    except Exception:
+        # A renderer bug must not keep the answer from ending; plain text is always safe.
+        logger.exception("rendering an answer failed; sending it as plain text")
+        return f"<p>{html.escape(content)}</p>"
+
+
+async def _best_effort(what: str, call) -> bool:
+    """Run an awaitable factory a few times; False (and a warning) when it keeps failing.
+
+    The event log and the channel layer are how sockets hear about an answer; a Redis blip must
+    not end the answer itself, whose text is kept in memory and saved to the database."""
+    for attempt in range(1, LOG_ATTEMPTS + 1):
+        try:
+            await call()
+            return True
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            if attempt == LOG_ATTEMPTS:
+                logger.warning(
+                    "%s failed %d times; going on without it", what, attempt, exc_info=True
+                )
+                return False
+            await asyncio.sleep(0.05 * attempt)
+    return False
 
 
 class Generation:
@@ -96,6 +122,10 @@ class Generation:
         if not self.stop_requested:
             self.stop_requested = True
             self.queue.put_nowait(_STOP)
+
+    def interrupt(self) -> None:
+        """The server is going down: end now as `interrupted`, keeping the text."""
+        self.queue.put_nowait(_SHUTDOWN)
 
     @property
     def content(self) -> str:
@@ -141,7 +171,7 @@ class Generation:
         checkpoint_every = settings.CHAT_CHECKPOINT_SECONDS
         # A generation that is alive but silent (a slow first token) still refreshes its row, so
         # the stale sweep never mistakes it for one whose process died.
-        liveness_every = max(1.0, settings.CHAT_STALE_STREAM_SECONDS / 3)
+        liveness_every = liveness_seconds()
         pending: list[str] = []
         last_flush = float("-inf")
         last_save = last_live = time.monotonic()
@@ -167,6 +197,10 @@ class Generation:
                     break
                 elif item is _END:
                     break
+                elif item is _SHUTDOWN:
+                    status = Message.Status.INTERRUPTED
+                    failure = ProviderError(services.INTERRUPTED_DETAIL, code="interrupted")
+                    break
                 elif isinstance(item, _Failure):
                     status, failure = Message.Status.ERROR, item.error
                     break
@@ -180,10 +214,13 @@ class Generation:
                 if now - last_save >= checkpoint_every and len(self.content) != saved_len:
                     saved_len = len(self.content)
                     self._save_in_background(self.content)
-                    last_save = last_live = now
-                elif now - last_live >= liveness_every:
-                    self._save_in_background(None)
-                    await log.keepalive(key)
+                    last_save = now
+                if now - last_live >= liveness_every:
+                    # The row's stamp (when no text changed) and the log's expiry, so neither
+                    # a silent provider nor an hour of steady output looks like a dead process.
+                    if saved_len == len(self.content):
+                        self._save_in_background(None)
+                    await _best_effort("event log keepalive", lambda: log.keepalive(key))
                     last_live = now
         except asyncio.CancelledError:
             # The process is shutting down: keep what was written; the row becomes `interrupted`.
@@ -207,7 +244,8 @@ class Generation:
         pending.clear()
         self.seq += 1
         self.parts.append(delta)
-        await log.append(key, seq=self.seq, delta=delta)
+        seq = self.seq
+        await _best_effort("event log append", lambda: log.append(key, seq=seq, delta=delta))
 
     async def _finish(self, log, key: str, status: str, failure: ProviderError | None) -> None:
         if self._checkpoint is not None:
@@ -254,7 +292,21 @@ class Generation:
             provider=self.provider,
             model=self.model,
         )
-        await log.finish(key, seq=self.seq, done=done)
+        await _best_effort("event log finish", lambda: log.finish(key, seq=self.seq, done=done))
+        # Also to the conversation's sockets directly: one whose reading of the log failed (or
+        # that could not read it at all) still learns that the answer ended.
+        await _best_effort(
+            "announcing the end",
+            lambda: get_channel_layer().group_send(
+                conversation_group(self.conversation_id),
+                {"type": "chat.message.done", "frame": done},
+            ),
+        )
+
+    async def finish_after_crash(self) -> None:
+        """A bug in the engine itself: save what there is as an error, tell the sockets."""
+        failure = ProviderError("Something went wrong while writing this answer.", code="internal")
+        await self._finish(event_log(), log_key(self.message_id), Message.Status.ERROR, failure)
 
     async def _interrupt_on_shutdown(self, log, key: str, pending: list[str]) -> None:
         content = self.content + "".join(pending)
@@ -283,6 +335,7 @@ class Engine:
                 asyncio.create_task(self._listen(), name="chat-engine-listen"),
                 asyncio.create_task(self._sweep_forever(), name="chat-engine-sweep"),
             ]
+            hook_server_shutdown(self)
 
     async def _listen(self) -> None:
         layer = get_channel_layer()
@@ -312,15 +365,19 @@ class Engine:
             except Exception:
                 logger.warning("chat engine: stale sweep failed", exc_info=True)
 
-    async def start(self, generation: Generation) -> None:
+    async def register(self, generation: Generation) -> None:
+        """Make the answer stoppable (here and from other processes) before anyone hears of it,
+        so a stop sent the moment its placeholder shows up is not lost."""
         await self.ensure_started()
         self.generations[generation.message_id] = generation
-        layer = get_channel_layer()
-        try:
-            await layer.group_add(generation_group(generation.message_id), self._channel)
-        except Exception:
-            # Stops from this process still work (they find the generation here).
-            logger.warning("chat engine: could not register for remote stops", exc_info=True)
+        await _best_effort(
+            "joining the stop group",
+            lambda: get_channel_layer().group_add(
+                generation_group(generation.message_id), self._channel
+            ),
+        )
+
+    def launch(self, generation: Generation) -> None:
         generation.task = asyncio.create_task(
             self._run(generation), name=f"generation-{generation.message_id}"
         )
@@ -334,6 +391,13 @@ class Engine:
             raise
         except Exception:
             logger.exception("generation %s failed", generation.message_id)
+            try:
+                await generation.finish_after_crash()
+            except Exception:
+                # The stale sweep will still end it, keeping its last checkpoint.
+                logger.exception(
+                    "generation %s: could not save after a crash", generation.message_id
+                )
         finally:
             self.generations.pop(generation.message_id, None)
             with suppress(Exception):
@@ -348,8 +412,19 @@ class Engine:
 
     async def wait_idle(self) -> None:
         """Until every generation of this loop has ended (tests, shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        # Only unfinished tasks are waited for: a finished one whose done-callback has not run
+        # yet would make gather() return at once, forever, and this loop spin.
+        while pending := [task for task in self._tasks if not task.done()]:
+            await asyncio.wait(pending)
+
+    async def shutdown(self, *, grace: float = 10.0) -> None:
+        """End every running answer as `interrupted`, saved and announced, before the process
+        exits (Daphne's reactor waits for this; see hook_server_shutdown)."""
+        for generation in list(self.generations.values()):
+            generation.interrupt()
+        pending = [task for task in self._tasks if not task.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=grace)
 
     async def close(self) -> None:
         for task in self._background:
@@ -359,6 +434,26 @@ class Engine:
                 await task
         self._background = []
         self._channel = None
+
+
+def hook_server_shutdown(engine: Engine) -> None:
+    """Under Daphne, end running answers cleanly when the server is told to stop.
+
+    Daphne stops its Twisted reactor on SIGTERM/SIGINT without cancelling our tasks, so without
+    this an answer would stay `streaming` until a later start or another process noticed. A
+    "before shutdown" trigger that returns a Deferred makes the reactor wait for it. Outside
+    Daphne (tests, the bench) no reactor runs and nothing is hooked; the reactor module is only
+    looked up, never imported, because importing it would install one.
+    """
+    reactor = sys.modules.get("twisted.internet.reactor")
+    if reactor is None or not getattr(reactor, "running", False):
+        return
+    from twisted.internet.defer import Deferred
+
+    def before_shutdown():
+        return Deferred.fromFuture(asyncio.ensure_future(engine.shutdown()))
+
+    reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
 
 
 _engines: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Engine]" = (
@@ -413,21 +508,29 @@ async def exchange_open(*, user, request: ChatSend | ChatRegenerate | ChatEdit) 
         raise
 
 
-async def generation_start(*, exchange: Exchange, request_id: str | None = None) -> Generation:
-    """Announce the new messages to the conversation's sockets and start writing the answer."""
+async def generation_start(*, exchange: Exchange) -> Generation:
+    """Start writing the answer and announce its messages to the conversation's other sockets
+    (the socket that asked hears of them directly, see the consumer)."""
+    generation = Generation(exchange)
+    engine = generation_engine()
+    await engine.register(generation)
+    engine.launch(generation)
     layer = get_channel_layer()
     group = conversation_group(exchange.conversation.id)
     for message in (exchange.user_message, exchange.assistant_message):
         if message is not None:
-            await layer.group_send(
-                group,
-                {
-                    "type": "chat.message.created",
-                    "frame": frames.message_created(message, request_id=request_id),
-                },
+            # A failed announcement costs other tabs a live view (they catch up on their next
+            # subscribe); it must not cost the answer.
+            await _best_effort(
+                "announcing a new message",
+                lambda message=message: layer.group_send(
+                    group,
+                    {
+                        "type": "chat.message.created",
+                        "frame": frames.message_created(message, request_id=None),
+                    },
+                ),
             )
-    generation = Generation(exchange)
-    await generation_engine().start(generation)
     return generation
 
 
@@ -435,7 +538,7 @@ async def generation_run_to_completion(*, user, request: ChatSend) -> Exchange:
     """Send and wait for the whole answer (the no-JavaScript form). If the waiting request goes
     away, the answer is still written and saved."""
     exchange = await exchange_open(user=user, request=request)
-    generation = await generation_start(exchange=exchange, request_id=request.request_id)
+    generation = await generation_start(exchange=exchange)
     assert generation.task is not None
     await asyncio.shield(generation.task)
     return exchange
@@ -457,20 +560,31 @@ async def generation_stop(*, user, message_id: uuid.UUID) -> None:
     await get_channel_layer().group_send(
         generation_group(message_id), {"type": "generation.stop", "message": str(message_id)}
     )
+    # A live answer saves its row at least every liveness interval. One that has not is on a
+    # process that died: nobody will act on the stop, so end it here, as the user asked.
+    saved = message.checkpointed_at
+    if saved is None or (timezone.now() - saved).total_seconds() > liveness_seconds() + 2:
+        await message_interrupt_and_announce(message_id=message_id, stopped=True)
+
+
+def liveness_seconds() -> float:
+    """How often a running answer refreshes its row even when no text arrives."""
+    return max(1.0, settings.CHAT_STALE_STREAM_SECONDS / 3)
 
 
 # --- Answers whose process died ----------------------------------------------------------------
 
 
-async def message_interrupt_and_announce(*, message_id: uuid.UUID) -> bool:
-    """Mark a `streaming` answer nobody writes any more as `interrupted`, keeping the most text
-    known (its event log may hold more than its last checkpoint), and tell its sockets."""
+async def message_interrupt_and_announce(*, message_id: uuid.UUID, stopped: bool = False) -> bool:
+    """End a `streaming` answer nobody writes any more (`interrupted`, or `stopped` when its
+    user asked), keeping the most text known (its event log may hold more than its last
+    checkpoint), and tell its sockets."""
     log = event_log()
     key = log_key(message_id)
     snapshot = await log.snapshot(key)
     content = snapshot.content if snapshot is not None and snapshot.done is None else None
     if not await database_sync_to_async(services.message_interrupt)(
-        message_id=message_id, content=content
+        message_id=message_id, content=content, stopped=stopped
     ):
         return False
     message = await database_sync_to_async(selectors.message_get)(message_id=message_id)
@@ -478,11 +592,15 @@ async def message_interrupt_and_announce(*, message_id: uuid.UUID) -> bool:
         return False
     done = frames.message_done_from_row(message, html=await render_html(message.content))
     if snapshot is not None and snapshot.done is None:
-        await log.finish(key, seq=snapshot.seq, done=done)
-    await get_channel_layer().group_send(
-        conversation_group(message.conversation_id), {"type": "chat.message.done", "frame": done}
+        await _best_effort("event log finish", lambda: log.finish(key, seq=snapshot.seq, done=done))
+    await _best_effort(
+        "announcing the end",
+        lambda: get_channel_layer().group_send(
+            conversation_group(message.conversation_id),
+            {"type": "chat.message.done", "frame": done},
+        ),
     )
-    logger.info("answer %s was interrupted (its process is gone)", message_id)
+    logger.info("answer %s ended as %s (its process is gone)", message_id, message.status)
     return True
 
 

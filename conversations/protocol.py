@@ -17,6 +17,8 @@ from conversations.errors import ChatError
 MAX_REQUEST_ID_LENGTH = 100
 MAX_NAME_LENGTH = 200
 MAX_TOKENS_LIMIT = 1_000_000
+# The options a user may set for the provider (the rest of a provider call is the admin's).
+PROVIDER_OPTIONS = ("temperature", "max_tokens")
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,7 @@ def frame_parse(data: dict[str, Any]) -> ClientFrame:
 
 
 def _parse_send(data: dict[str, Any]) -> ChatSend:
-    options, system = _options(data.get("options"))
+    options, system = options_parse(data.get("options"))
     return ChatSend(
         conversation=_uuid(data, "conversation", optional=True),
         parent=_uuid(data, "parent", optional=True),
@@ -168,8 +170,21 @@ def _uuid(data: dict[str, Any], name: str, *, optional: bool = False) -> uuid.UU
         raise ChatError("invalid", f"`{name}` must be an id (a UUID string).") from None
 
 
+def _storable(value: str, name: str) -> str:
+    """Text every database can store: JSON allows lone surrogates (\\ud800) and NUL, but
+    PostgreSQL refuses NUL in text and no UTF-8 column holds half a surrogate pair."""
+    if "\x00" in value:
+        raise ChatError("invalid", f"`{name}` must not contain NUL characters.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ChatError("invalid", f"`{name}` is not valid Unicode text.") from None
+    return value
+
+
 def _text_within_limit(value: str, name: str) -> str:
-    if len(value.encode("utf-8", "surrogatepass")) > settings.CHAT_MAX_CONTENT_BYTES:
+    _storable(value, name)
+    if len(value.encode("utf-8")) > settings.CHAT_MAX_CONTENT_BYTES:
         raise ChatError(
             "too_large", f"`{name}` is longer than {settings.CHAT_MAX_CONTENT_BYTES} bytes."
         )
@@ -183,8 +198,6 @@ def _content(data: dict[str, Any], name: str) -> str:
     _text_within_limit(value, name)
     if not value.strip():
         raise ChatError("invalid", f"`{name}` must not be empty.")
-    if "\x00" in value:
-        raise ChatError("invalid", f"`{name}` must not contain NUL characters.")
     return value
 
 
@@ -194,15 +207,17 @@ def _name(data: dict[str, Any], name: str) -> str | None:
         return None
     if not isinstance(value, str) or len(value) > MAX_NAME_LENGTH:
         raise ChatError("invalid", f"`{name}` must be a string of at most {MAX_NAME_LENGTH}.")
-    return value
+    return _storable(value, name)
 
 
-def _options(value: Any) -> tuple[dict[str, Any], str | None]:
+def options_parse(value: Any) -> tuple[dict[str, Any], str | None]:
+    """`options` as a client (or an imported file) gives them: the provider options, checked,
+    and the system prompt. ChatError for anything else."""
     if value is None:
         return {}, None
     if not isinstance(value, dict):
         raise ChatError("invalid", "`options` must be an object.")
-    unknown = set(value) - {"temperature", "max_tokens", "system"}
+    unknown = set(value) - {*PROVIDER_OPTIONS, "system"}
     if unknown:
         raise ChatError("invalid", f"Unknown option {sorted(unknown)[0][:40]!r}.")
     options: dict[str, Any] = {}

@@ -5,11 +5,15 @@ limit on running answers, the user message and the assistant placeholder all suc
 together, so no half-written exchange is ever visible.
 """
 
+import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
@@ -17,9 +21,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from conversations.errors import ChatError
+from conversations.groups import generation_group
 from conversations.models import Conversation, Message
-from conversations.protocol import ChatSend
-from conversations.selectors import message_branch_list, message_count_streaming_for_user
+from conversations.protocol import PROVIDER_OPTIONS, ChatSend, options_parse
+from conversations.selectors import (
+    message_branch_list,
+    message_count_streaming_for_user,
+    message_newest_leaf_under,
+)
 from providers.errors import ProviderError
 from providers.models import FallbackChain, ProviderConfig
 from providers.selectors import (
@@ -29,8 +38,11 @@ from providers.selectors import (
 )
 from providers.types import Messages
 
+logger = logging.getLogger(__name__)
+
 NOT_FOUND = "No such conversation or message."
 INTERRUPTED_DETAIL = "The server stopped before the answer was complete."
+TARGET_FIELDS = ["provider_config", "fallback_chain", "model", "updated_at"]
 
 
 @dataclass(frozen=True)
@@ -88,7 +100,9 @@ def message_regenerate(
         conversation = answer.conversation
         target, model = _target_and_model(conversation, None, None)
         _set_target(conversation, target, model)
-        conversation.save()
+        # Only what changed: the row was read without a lock, and a rename or a title written
+        # meanwhile must survive.
+        conversation.save(update_fields=TARGET_FIELDS)
         question = Message.objects.get(pk=answer.parent_id)
         assistant = _placeholder(conversation, question, target, model, assistant_id)
         return _finish_exchange(conversation, False, None, assistant, target, model)
@@ -105,7 +119,7 @@ def message_edit(
         conversation = original.conversation
         target, model = _target_and_model(conversation, None, None)
         _set_target(conversation, target, model)
-        conversation.save()
+        conversation.save(update_fields=TARGET_FIELDS)
         parent = Message.objects.filter(pk=original.parent_id).first()
         return _exchange(conversation, False, parent, content, target, model, assistant_id)
 
@@ -153,16 +167,21 @@ def message_finish(
             Conversation.objects.filter(messages__pk=message_id).update(updated_at=now)
 
 
-def message_interrupt(*, message_id: uuid.UUID, content: str | None = None) -> bool:
-    """Mark a `streaming` answer whose generation is gone as `interrupted`, keeping its text
-    (the last checkpoint, or `content` when the event log still holds more). False when the
-    answer had already ended."""
-    fields: dict[str, Any] = {
-        "status": Message.Status.INTERRUPTED,
-        "completed_at": timezone.now(),
-        "error_code": "interrupted",
-        "error_detail": INTERRUPTED_DETAIL,
-    }
+def message_interrupt(
+    *, message_id: uuid.UUID, content: str | None = None, stopped: bool = False
+) -> bool:
+    """End a `streaming` answer whose generation is gone, keeping its text (the last checkpoint,
+    or `content` when the event log still holds more): `interrupted`, or `stopped` when its
+    user asked for that. False when the answer had already ended."""
+    fields: dict[str, Any] = {"completed_at": timezone.now()}
+    if stopped:
+        fields["status"] = Message.Status.STOPPED
+    else:
+        fields.update(
+            status=Message.Status.INTERRUPTED,
+            error_code="interrupted",
+            error_detail=INTERRUPTED_DETAIL,
+        )
     if content is not None:
         fields["content"] = content
     return bool(
@@ -192,6 +211,20 @@ def conversation_title_set_if_empty(
     if not Conversation.objects.filter(pk=conversation_id, title="").update(title=title[:200]):
         return None
     return Conversation.objects.filter(pk=conversation_id).first()
+
+
+def provider_options(*, stored: dict[str, Any] | None) -> dict[str, Any]:
+    """The conversation's options that go to the provider: the sampling options a user may set,
+    checked again here because the stored ones may come from an imported file. Never api_base,
+    proxy or api_key: those are the admin's, and a user who could set them could send the
+    admin's token anywhere."""
+    chosen = {key: value for key, value in (stored or {}).items() if key in PROVIDER_OPTIONS}
+    try:
+        options, _ = options_parse(chosen)
+    except ChatError as exc:
+        logger.warning("ignoring stored options that are not valid: %s", exc.detail)
+        return {}
+    return options
 
 
 # --- helpers of the exchange transaction ---------------------------------------------------------
@@ -341,7 +374,7 @@ def _finish_exchange(
         assistant_message=assistant,
         target=target,
         model=model,
-        options=dict(conversation.options),
+        options=provider_options(stored=conversation.options),
         history=history,
         title_source=title_source,
     )
@@ -373,17 +406,30 @@ def conversation_delete(*, conversation: Conversation) -> None:
     thousands of queries.
     """
     with transaction.atomic():
+        running = list(
+            Message.objects.filter(
+                conversation=conversation, status=Message.Status.STREAMING
+            ).values_list("pk", flat=True)
+        )
         Conversation.objects.filter(pk=conversation.pk).update(current_leaf=None)
         Message.objects.filter(conversation=conversation).update(parent=None)
         Message.objects.filter(conversation=conversation).delete()
         Conversation.objects.filter(pk=conversation.pk).delete()
+        # Answers still being written for it would go on costing upstream tokens for nothing.
+        for message_id in running:
+            transaction.on_commit(partial(_request_stop, message_id))
+
+
+def _request_stop(message_id: uuid.UUID) -> None:
+    """Ask whichever process runs the answer to stop it (the engine listens on this group)."""
+    async_to_sync(get_channel_layer().group_send)(
+        generation_group(message_id), {"type": "generation.stop", "message": str(message_id)}
+    )
 
 
 def conversation_switch_branch(*, conversation: Conversation, message: Message) -> uuid.UUID:
     """Show the branch through `message` (a sibling arrow): the current leaf becomes the newest
     leaf below it. Returns that leaf's id."""
-    from conversations.selectors import message_newest_leaf_under
-
     leaf = message_newest_leaf_under(conversation=conversation, message_id=message.pk)
     if leaf is None:
         raise ChatError("not_found", NOT_FOUND)

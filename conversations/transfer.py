@@ -22,7 +22,9 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from conversations.errors import ChatError
 from conversations.models import Conversation, Message
+from conversations.protocol import PROVIDER_OPTIONS, options_parse
 
 CONVERSATION_FORMAT = "chatsite.conversation"
 EXPORT_FORMAT = "chatsite.export"
@@ -271,6 +273,14 @@ def _plan_ours(document: dict[str, Any]) -> dict[str, Any]:
     options = meta.get("options") or {}
     if not isinstance(options, dict):
         raise TransferError('"options" must be an object.')
+    # The same rules as options sent over the socket: a file must not smuggle in api_base,
+    # proxy or the like, which would redirect the admin's token.
+    try:
+        options, _ = options_parse(
+            {key: options[key] for key in PROVIDER_OPTIONS if key in options}
+        )
+    except ChatError as exc:
+        raise TransferError(f'"options": {exc.detail}') from None
     planned: list[dict[str, Any]] = []
     keys: set[str] = set()
     for index, item in enumerate(messages, start=1):

@@ -21,6 +21,7 @@ from providers.base import (
 from providers.bridge import run_sync
 from providers.crypto import DecryptionError, decrypt_text, encrypt_text
 from providers.errors import (
+    BadRequestError,
     MissingAuthError,
     ModelNotFoundError,
     ProviderError,
@@ -38,6 +39,19 @@ from providers.types import Chunk, Messages, ProviderInfo
 
 logger = logging.getLogger(__name__)
 
+# What a caller of stream_chat may set per request; everything else comes from the config.
+CALLER_OPTIONS = frozenset(
+    {
+        "temperature",
+        "max_tokens",
+        "top_p",
+        "top_k",
+        "stop",
+        "seed",
+        "frequency_penalty",
+        "presence_penalty",
+    }
+)
 # Below this length the last four characters would give away too much of the token.
 MIN_TOKEN_LENGTH_FOR_HINT = 12
 
@@ -92,7 +106,15 @@ def provider_config_token(*, config: ProviderConfig) -> str | None:
 def provider_call_kwargs(
     *, config: ProviderConfig, options: dict[str, Any], token: str | None
 ) -> dict[str, Any]:
-    """The keyword arguments a config contributes to a provider call, then the caller's options."""
+    """The keyword arguments a config contributes to a provider call, then the caller's options.
+
+    Callers may only add sampling options: where the request goes and with which credentials
+    (api_base, proxy, api_key, timeout, ...) is the admin's configuration, and a caller that
+    could change it could send the stored token to a server of its choosing.
+    """
+    refused = sorted(set(options) - CALLER_OPTIONS)
+    if refused:
+        raise BadRequestError(f"Option {refused[0][:40]!r} cannot be set per request.")
     kwargs: dict[str, Any] = {**(config.options or {})}
     kwargs["timeout"] = config.timeout
     kwargs["max_retries"] = config.max_retries

@@ -20,13 +20,8 @@ SECRET = "sk-live-secret-token-9876"
 
 
 @pytest.fixture
-def ada(django_user_model):
-    return django_user_model.objects.create_user(username="ada", password="pw-for-tests-only")
-
-
-@pytest.fixture
 def bob(django_user_model):
-    return django_user_model.objects.create_user(username="bob", password="pw-for-tests-only")
+    return django_user_model.objects.create_user(username="bob")
 
 
 @database_sync_to_async
@@ -439,6 +434,9 @@ async def test_another_users_ids_are_rejected_everywhere(
         (f'{{"type": "chat.stop", "message": "{uuid.uuid4()}"}}', "not_found"),
         ('{"type": "chat.send", "content": "hi", "provider": "nobody"}', "provider_not_found"),
         ('{"type": "chat.send", "content": "hi", "model": "gpt-99"}', "model_not_found"),
+        ('{"type": "chat.send", "content": "half a pair \\ud800"}', "invalid"),
+        ('{"type": "chat.send", "content": "hi", "model": "a\\u0000b"}', "invalid"),
+        ('{"type": "chat.send", "content": "hi", "options": {"system": "x\\u0000"}}', "invalid"),
     ],
 )
 async def test_bad_frames_get_an_error_and_the_socket_stays_open(
@@ -484,17 +482,6 @@ async def test_concurrent_answers_per_user_are_limited(
     assert len(await conversation_rows(ada)) == 1
 
 
-async def test_socket_without_session_is_closed_with_4401(clean_engine):
-    from channels.testing import WebsocketCommunicator
-
-    from chatsite.asgi import application
-    from tests.conversations.conftest import ORIGIN
-
-    communicator = WebsocketCommunicator(application, "/ws/chat/", headers=[ORIGIN])
-    connected, code = await communicator.connect()
-    assert (connected, code) == (False, 4401)
-
-
 @pytest.mark.redis
 async def test_follower_that_finds_frames_trimmed_resumes_from_a_snapshot(clean_engine, settings):
     """A socket that falls behind a long answer's capped Redis Stream must not show a hole."""
@@ -533,3 +520,114 @@ async def test_follower_that_finds_frames_trimmed_resumes_from_a_snapshot(clean_
     assert snapshot["content"] == "".join(f"d{i} " for i in range(1, snapshot["seq"] + 1))
     assert [d["seq"] for d in deltas] == list(range(snapshot["seq"] + 1, 404))
     assert done["type"] == "message.done"
+
+
+async def test_subscribe_while_following_restarts_from_a_snapshot(
+    open_socket, ada, chat_config, fake_upstream
+):
+    """A client that saw a gap subscribes again; it must get a snapshot, not silence."""
+    fake_upstream.behave(reply=LONG_REPLY, chunk_delay=0.03)
+    socket = await open_socket(ada)
+    conversation, _, assistant = await start_chat(socket)
+    await socket.receive()
+    await socket.send("chat.subscribe", conversation=conversation["id"])
+    seen = await socket.receive_until("message.snapshot")
+    assert seen[-2]["type"] == "message.created"
+    assert seen[-2]["message"]["id"] == assistant["id"]
+    frames, done = await read_answer(socket, assistant["id"])
+    assert_contiguous([seen[-1], *frames])
+    assert joined([seen[-1], *frames]) == LONG_REPLY == done["content"]
+
+
+async def test_next_send_renews_a_lapsed_group_membership(
+    open_socket, ada, chat_config, fake_upstream
+):
+    """channels-redis expires group members after a day; a long-open tab must still hear of its
+    own answers and of other tabs' messages."""
+    from channels.layers import get_channel_layer
+
+    from conversations.groups import conversation_group
+
+    socket = await open_socket(ada)
+    conversation, _, first = await start_chat(socket)
+    await read_answer(socket, first["id"])
+    await socket.receive_until("conversation.updated")
+    # The membership lapses, as channels-redis's group expiry does it.
+    layer = get_channel_layer()
+    group = conversation_group(uuid.UUID(conversation["id"]))
+    if hasattr(layer, "groups"):
+        layer.groups.pop(group, None)
+    else:
+        await layer.connection(layer.consistent_hash(group)).delete(layer._group_key(group))
+
+    await socket.send("chat.send", conversation=conversation["id"], content="Still there?")
+    question = (await socket.receive_until("message.created"))[-1]["message"]
+    answer = (await socket.receive_until("message.created"))[-1]["message"]
+    _, done = await read_answer(socket, answer["id"])
+    assert done["status"] == "complete"
+    # Renewed: a message from another tab reaches this socket again.
+    other_tab = await open_socket(ada)
+    await other_tab.send("chat.regenerate", message=answer["id"])
+    regenerated = (await socket.receive_until("message.created"))[-1]["message"]
+    assert regenerated["parent"] == question["id"]
+
+
+async def test_done_still_arrives_when_reading_the_stream_fails(
+    open_socket, ada, chat_config, fake_upstream, monkeypatch
+):
+    from conversations import consumers
+
+    async def unreadable(*args, **kwargs):
+        raise ConnectionError("event log unreachable")
+
+    fake_upstream.behave(reply=LONG_REPLY, chunk_delay=0.01)
+    monkeypatch.setattr(consumers, "RELAY_ATTEMPTS", 1)
+    monkeypatch.setattr(consumers.ChatConsumer, "relay_once", unreadable)
+    socket = await open_socket(ada)
+    _, _, assistant = await start_chat(socket)
+    done = (await socket.receive_until("message.done"))[-1]
+    assert done["message"] == assistant["id"]
+    assert (done["status"], done["content"]) == ("complete", LONG_REPLY)
+
+
+async def test_stopping_an_answer_whose_process_died_ends_it_at_once(
+    open_socket, ada, chat_config, settings
+):
+    from tests.conversations.test_generation import stale_answer
+
+    # Live answers refresh their row every 30 s here; this one has been silent for 60 s, while
+    # the sweep would wait for 90.
+    settings.CHAT_STALE_STREAM_SECONDS = 90
+    orphan = await stale_answer(ada, content="half of it", age_seconds=60)
+    socket = await open_socket(ada)
+    await socket.send("chat.subscribe", conversation=str(orphan.conversation_id))
+    assert (await socket.receive())["type"] == "message.created"
+    snapshot = await socket.receive()
+    assert (snapshot["type"], snapshot["content"]) == ("message.snapshot", "half of it")
+    await socket.send("chat.stop", message=str(orphan.pk))
+    done = await socket.receive()
+    assert (done["type"], done["status"], done["content"]) == (
+        "message.done",
+        "stopped",
+        "half of it",
+    )
+    row = await message_row(str(orphan.pk))
+    assert (row.status, row.content) == (Message.Status.STOPPED, "half of it")
+
+
+async def test_deleting_a_conversation_stops_its_running_answer(
+    open_socket, ada, chat_config, fake_upstream
+):
+    from conversations import services
+
+    fake_upstream.behave(reply=LONG_REPLY, chunk_delay=0.05)
+    socket = await open_socket(ada)
+    conversation, _, assistant = await start_chat(socket)
+    await socket.receive()
+    row = await database_sync_to_async(Conversation.objects.get)(pk=conversation["id"])
+    await database_sync_to_async(services.conversation_delete)(conversation=row)
+    done = (await socket.receive_until("message.done"))[-1]
+    assert done["status"] == "stopped"
+    assert fake_upstream.requests[-1].done.wait(5)
+    assert fake_upstream.requests[-1].disconnected.is_set()
+    assert not await database_sync_to_async(Message.objects.filter(pk=assistant["id"]).exists)()

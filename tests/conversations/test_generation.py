@@ -31,11 +31,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 WORDS = " ".join(f"w{i}" for i in range(60))
 
 
-@pytest.fixture
-def ada(django_user_model):
-    return django_user_model.objects.create_user(username="ada")
-
-
 class MessageWrites:
     """Counts UPDATEs of the message table from every thread (the engine writes from a worker)."""
 
@@ -138,6 +133,8 @@ async def test_stale_streaming_answer_becomes_interrupted_and_is_announced(
     alive = await stale_answer(ada, content="still going", age_seconds=1)
     socket = await open_socket(ada)
     await socket.send("chat.subscribe", conversation=str(alive.conversation_id))
+    created = await socket.receive()
+    assert (created["type"], created["message"]["id"]) == ("message.created", str(alive.pk))
     snapshot = await socket.receive()
     # No process writes `alive` here; the socket shows its checkpoint and waits for its end.
     assert snapshot["type"] == "message.snapshot"
@@ -145,7 +142,7 @@ async def test_stale_streaming_answer_becomes_interrupted_and_is_announced(
 
     watcher = await open_socket(ada)
     await watcher.send("chat.subscribe", conversation=str(dead.conversation_id))
-    done = await watcher.receive()
+    done = (await watcher.receive_until("message.done"))[-1]
     # Found stale on subscribe: interrupted there and then, keeping the checkpoint.
     assert done["type"] == "message.done"
     assert done["status"] == "interrupted"
@@ -274,3 +271,85 @@ async def test_title_falls_back_to_first_words_when_the_title_provider_fails(
 )
 def test_title_from_text(text, title):
     assert title_from_text(text) == title
+
+
+async def test_failing_event_log_writes_do_not_end_the_answer(
+    clean_engine, ada, chat_config, fake_upstream, monkeypatch
+):
+    """A Redis blip costs readers a live view (they resynchronise), never the answer."""
+    log_class = type(event_log())  # in-process, or Redis in services mode
+    original = log_class.append
+
+    async def flaky(self, generation, *, seq, delta):
+        if seq == 2:
+            raise ConnectionError("event log unreachable")
+        await original(self, generation, seq=seq, delta=delta)
+
+    monkeypatch.setattr(log_class, "append", flaky)
+    monkeypatch.setattr(generation, "LOG_ATTEMPTS", 2)
+    fake_upstream.behave(reply=WORDS, chunk_delay=0.01)
+    exchange = await run_answer(ada)
+    saved = await row(exchange.assistant_message.id)
+    assert (saved.status, saved.content) == (Message.Status.COMPLETE, WORDS)
+
+
+async def test_event_log_expiry_is_renewed_during_steady_output(
+    clean_engine, ada, chat_config, fake_upstream, settings, monkeypatch
+):
+    """An answer streaming for longer than its log's expiry must not lose its log midway."""
+    log_class = type(event_log())
+    original = log_class.keepalive
+    renewed: list[str] = []
+
+    async def keepalive(self, generation):
+        renewed.append(generation)
+        await original(self, generation)
+
+    monkeypatch.setattr(log_class, "keepalive", keepalive)
+    settings.CHAT_STALE_STREAM_SECONDS = 3  # renew every second
+    fake_upstream.behave(reply=WORDS, chunk_delay=0.04)  # ~2.4 s of tokens, never silent
+    exchange = await run_answer(ada)
+    assert renewed.count(log_key(exchange.assistant_message.id)) >= 1
+
+
+async def test_stored_options_cannot_redirect_the_provider(
+    clean_engine, ada, chat_config, fake_upstream, encryption_keys
+):
+    """Options are stored per conversation (and arrive in imported files): only sampling options
+    may reach the provider, or a user could send the admin's token to a server of their own."""
+    from providers.services import provider_config_set_token
+
+    await database_sync_to_async(provider_config_set_token)(
+        config=chat_config, token="sk-admin-1234567890"
+    )
+    exchange = await run_answer(ada)
+    await database_sync_to_async(Conversation.objects.filter(pk=exchange.conversation.id).update)(
+        options={
+            "api_base": "http://127.0.0.1:9/v1",
+            "proxy": "http://127.0.0.1:9",
+            "temperature": 0.2,
+        }
+    )
+    follow_up = await exchange_open(
+        user=ada, request=send("again", conversation=exchange.conversation.id)
+    )
+    assert follow_up.options == {"temperature": 0.2}
+    await (await generation_start(exchange=follow_up)).task
+    saved = await row(follow_up.assistant_message.id)
+    assert saved.status == Message.Status.COMPLETE
+    assert fake_upstream.requests[-1].json["temperature"] == 0.2
+
+
+async def test_stream_chat_refuses_per_request_endpoint_and_credentials(chat_config):
+    from contextlib import aclosing
+
+    from providers.errors import BadRequestError
+    from providers.services import stream_chat
+
+    for option in ("api_base", "proxy", "api_key", "timeout"):
+        with pytest.raises(BadRequestError, match=option):
+            async with aclosing(
+                stream_chat(chat_config, [{"role": "user", "content": "hi"}], **{option: "x"})
+            ) as stream:
+                async for _ in stream:
+                    pass

@@ -3,10 +3,12 @@ scale mode, Redis), browsers' sockets played by a real WebSocket client."""
 
 import asyncio
 import json
+from contextlib import suppress
 
 import pytest
 from channels.db import database_sync_to_async
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from conversations.models import Message
 from tests.live_server import LiveServer, session_cookie
@@ -94,6 +96,8 @@ async def test_answer_started_on_one_process_is_followed_and_stopped_from_anothe
         seen_by_a += [await a.receive(), await a.receive()]
 
         await b.send("chat.subscribe", conversation=conversation["id"])
+        created = await b.receive()
+        assert (created["type"], created["message"]["id"]) == ("message.created", answer["id"])
         snapshot = await b.receive()
         assert snapshot["type"] == "message.snapshot"
         assert snapshot["message"] == answer["id"]
@@ -174,3 +178,38 @@ async def test_answer_of_a_killed_server_is_interrupted_when_it_starts_again(
     assert done["status"] == "interrupted"
     assert len(done["content"].split()) >= 6
     assert REPLY.startswith(done["content"])
+
+
+async def test_signed_out_browser_sees_close_code_4401(servers):
+    """Through a real Daphne: a refused handshake would read as 1006 and the page would retry
+    forever instead of sending the user to the login page."""
+    server = servers("only")
+    async with connect(server.ws_url + "/ws/chat/", origin=server.url) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), WAIT)
+    assert closed.value.rcvd.code == 4401
+
+
+async def test_server_told_to_stop_ends_running_answers_as_interrupted(
+    servers, cookie, fake_upstream
+):
+    fake_upstream.behave(reply=REPLY, chunk_delay=0.1)
+    server = servers("only")
+    async with open_socket(server, cookie) as ws:
+        socket = Socket(ws)
+        await socket.send("chat.send", conversation=None, content="Count for me")
+        await socket.until("message.created")
+        answer = (await socket.until("message.created"))[-1]["message"]
+        seen = [await socket.until("message.delta") for _ in range(4)]
+        server.stop()  # SIGTERM, as a supervisor or Ctrl+C sends it
+        frames = []
+        with suppress(ConnectionClosed):
+            while True:
+                frames.append(await socket.receive())
+    done = [frame for frame in frames if frame["type"] == "message.done"]
+    row = await message_row(answer["id"])
+    # Saved before the process exited, with everything sent so far; not left `streaming`.
+    assert row.status == Message.Status.INTERRUPTED
+    assert len(row.content.split()) >= len(seen)
+    assert REPLY.startswith(row.content)
+    assert done and done[0]["status"] == "interrupted" and done[0]["content"] == row.content

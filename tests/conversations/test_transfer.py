@@ -20,11 +20,6 @@ from tests.conversations import page_factories as make
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def ada(django_user_model):
-    return django_user_model.objects.create_user(username="ada", password="pw-ada-123456")
-
-
 def test_round_trip_keeps_tree_statuses_errors_and_times(ada):
     chat = make.conversation(ada, "Round trip")
     question, answer = make.chain(chat, ["Question", "Partial answer"])
@@ -133,3 +128,31 @@ def test_export_all_reads_in_batches_whatever_the_number_of_conversations(ada):
     assert len(document["conversations"]) == 120
     # Two queries per batch of 50 (conversations, then their messages) plus the final empty one.
     assert len(queries) == 2 * 3 + 1
+
+
+def test_imported_options_keep_only_what_a_user_may_set(ada):
+    """A file must not be a way to point the admin's provider (and its token) elsewhere."""
+    raw = json.dumps({
+        "format": "chatsite.conversation", "version": 1,
+        "conversation": {"title": "t", "options": {
+            "api_base": "http://attacker.example/v1", "proxy": "http://attacker.example",
+            "temperature": 0.4, "max_tokens": 64,
+        }},
+        "messages": [{"id": "1", "role": "user", "content": "hi"}],
+    }).encode()  # fmt: skip
+
+    (copy,) = conversations_import(user=ada, raw=raw)
+
+    assert copy.options == {"temperature": 0.4, "max_tokens": 64}
+
+
+def test_imported_options_out_of_range_are_refused(ada):
+    raw = json.dumps({
+        "format": "chatsite.conversation", "version": 1,
+        "conversation": {"options": {"temperature": 9}},
+        "messages": [{"id": "1", "role": "user", "content": "hi"}],
+    }).encode()  # fmt: skip
+
+    with pytest.raises(TransferError, match="temperature"):
+        conversations_import(user=ada, raw=raw)
+    assert not Conversation.objects.exists()
