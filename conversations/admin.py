@@ -7,16 +7,14 @@ cut a branch out of the message tree.
 """
 
 from django.contrib import admin
-from django.db import connection
 from django.db.models import Count, Exists, IntegerField, OuterRef, QuerySet, Subquery, Value
-from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce, Left
 from django.forms.models import BaseInlineFormSet
 from django.urls import reverse
 from django.utils.html import format_html
 
 from conversations.models import Conversation, Message
-from conversations.search import PG_CONFIG, search_terms
+from conversations.search import conversations_matching, has_search_index, messages_matching
 from providers.models import FallbackChain, ProviderConfig
 
 # The conversation page shows at most this many messages (the newest), so a conversation with
@@ -25,55 +23,6 @@ INLINE_MESSAGE_LIMIT = 200
 # Longer messages are cut on the conversation page; the message's own page has the full text.
 INLINE_CONTENT_CHARS = 2000
 LIST_PREVIEW_CHARS = 80
-
-
-# Search goes through the full-text index of conversations.search rather than
-# `title__icontains` / `messages__content__icontains`: those are `LIKE '%word%'` scans of every
-# message plus a DISTINCT over the join, while the index is already kept in step on every write.
-# search_for_user itself does not fit get_search_results: it is scoped to one owner and returns
-# the top 60 hits with snippets, whereas the admin searches all users and paginates every match.
-# So these build id subqueries over the same index, with the same word rules (search_terms, prefix
-# matching, every word must match).
-def _message_ids_matching(terms: list[str]) -> tuple[str, list]:
-    if connection.vendor == "postgresql":
-        return (
-            "SELECT m.id FROM conversations_message m WHERE m.search_vector @@ to_tsquery(%s, %s)",
-            [PG_CONFIG, " & ".join(f"{term}:*" for term in terms)],
-        )
-    return (
-        "SELECT k.message_id FROM conversations_message_fts f"
-        " JOIN conversations_message_search_key k ON k.id = f.rowid"
-        " WHERE conversations_message_fts MATCH %s",
-        [" ".join(f'"{term}"*' for term in terms)],
-    )
-
-
-def _conversation_ids_matching(terms: list[str]) -> tuple[str, list]:
-    """Conversations whose title matches, or that hold a matching message."""
-    messages_sql, messages_params = _message_ids_matching(terms)
-    if connection.vendor == "postgresql":
-        titles_sql = (
-            "SELECT c.id FROM conversations_conversation c"
-            " WHERE c.search_vector @@ to_tsquery(%s, %s)"
-        )
-        titles_params = [PG_CONFIG, " & ".join(f"{term}:*" for term in terms)]
-    else:
-        titles_sql = (
-            "SELECT k.conversation_id FROM conversations_conversation_fts f"
-            " JOIN conversations_conversation_search_key k ON k.id = f.rowid"
-            " WHERE conversations_conversation_fts MATCH %s"
-        )
-        titles_params = [" ".join(f'"{term}"*' for term in terms)]
-    return (
-        f"{titles_sql} UNION SELECT hit.conversation_id FROM conversations_message hit"
-        f" WHERE hit.id IN ({messages_sql})",
-        [*titles_params, *messages_params],
-    )
-
-
-def _has_search_index() -> bool:
-    # The migration builds the index only on these two; elsewhere the admin falls back to a join.
-    return connection.vendor in {"postgresql", "sqlite"}
 
 
 class BlankLabelledValuesFilter(admin.AllValuesFieldListFilter):
@@ -251,13 +200,11 @@ class ConversationAdmin(admin.ModelAdmin):
         )
 
     def get_search_results(self, request, queryset, search_term):
-        if not _has_search_index():
+        # The full-text index rather than `title__icontains` / `messages__content__icontains`:
+        # those are `LIKE '%word%'` scans of every message plus a DISTINCT over the join.
+        if not has_search_index():
             return super().get_search_results(request, queryset, search_term)
-        terms = search_terms(search_term)
-        if not terms:
-            return queryset, False
-        sql, params = _conversation_ids_matching(terms)
-        return queryset.filter(pk__in=RawSQL(sql, params)), False
+        return conversations_matching(conversations=queryset, query=search_term), False
 
     @admin.display(description="Title", ordering="title")
     def title_display(self, conversation: Conversation) -> str:
@@ -339,13 +286,9 @@ class MessageAdmin(admin.ModelAdmin):
         )
 
     def get_search_results(self, request, queryset, search_term):
-        if not _has_search_index():
+        if not has_search_index():
             return super().get_search_results(request, queryset, search_term)
-        terms = search_terms(search_term)
-        if not terms:
-            return queryset, False
-        sql, params = _message_ids_matching(terms)
-        return queryset.filter(pk__in=RawSQL(sql, params)), False
+        return messages_matching(messages=queryset, query=search_term), False
 
     @admin.display(description="Message")
     def preview(self, message: Message) -> str:

@@ -5,14 +5,7 @@ from typing import Any
 from providers.base import AsyncProvider, RaiseErrorMixin
 from providers.errors import ResponseError
 from providers.registry import register
-from providers.transport import (
-    endpoint,
-    parse_json,
-    raise_for_status,
-    request_timeout,
-    shared_client,
-    translate_transport_errors,
-)
+from providers.transport import endpoint, post_json, request_timeout
 from providers.types import Messages
 
 # The upstream serves its own web page's requests; it is sent what a desktop browser sends.
@@ -72,15 +65,14 @@ class Aichat(AsyncProvider, RaiseErrorMixin):
             "top_p": top_p,
             "frequency_penalty": 0,
         }
-        with translate_transport_errors():
-            response = await shared_client(proxy).post(
-                endpoint(api_base or cls.api_base, cls.path),
-                json=body,
-                headers=headers,
-                timeout=request_timeout(timeout, kwargs.get("connect_timeout")),
-            )
-            await raise_for_status(response, cls.raise_error)
-        data = parse_json(response.text)
+        data = await post_json(
+            endpoint(api_base or cls.api_base, cls.path),
+            body=body,
+            headers=headers,
+            proxy=proxy,
+            timeout=request_timeout(timeout, kwargs.get("connect_timeout")),
+            raise_error=cls.raise_error,
+        )
         if not isinstance(data, dict) or not data.get("response"):
             cls.raise_error(data)
             raise ResponseError("Aichat did not return an answer.")

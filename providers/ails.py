@@ -3,21 +3,14 @@
 import hashlib
 import time
 import uuid
+from contextlib import aclosing
 from datetime import datetime
 from typing import Any
 
 from providers.base import AsyncGeneratorProvider, ProviderModelMixin, RaiseErrorMixin
 from providers.errors import ResponseError
 from providers.registry import register
-from providers.transport import (
-    endpoint,
-    parse_json,
-    raise_for_status,
-    request_timeout,
-    shared_client,
-    sse_data,
-    translate_transport_errors,
-)
+from providers.transport import endpoint, post_for_events, request_timeout
 from providers.types import AsyncResult, Messages
 
 # The signing salt the ai.ls web client uses; not a secret of ours.
@@ -86,26 +79,22 @@ class Ails(AsyncGeneratorProvider, ProviderModelMixin, RaiseErrorMixin):
             "t": timestamp,
             "s": Utils.hash({"t": timestamp, "m": last_content}),
         }
-        with translate_transport_errors():
-            async with shared_client(proxy).stream(
-                "POST",
-                endpoint(api_base or cls.api_base, cls.path),
-                json=body,
-                headers=headers,
-                timeout=request_timeout(timeout, kwargs.get("connect_timeout")),
-            ) as response:
-                await raise_for_status(response, cls.raise_error)
-                async for payload in sse_data(response):
-                    data = parse_json(payload)
-                    if not isinstance(data, dict):
+        events = post_for_events(
+            endpoint(api_base or cls.api_base, cls.path),
+            body=body,
+            headers=headers,
+            proxy=proxy,
+            timeout=request_timeout(timeout, kwargs.get("connect_timeout")),
+            raise_error=cls.raise_error,
+        )
+        async with aclosing(events):
+            async for data in events:
+                for choice in data.get("choices") or []:
+                    token = (choice.get("delta") or {}).get("content")
+                    if not token:
                         continue
-                    cls.raise_error(data)
-                    for choice in data.get("choices") or []:
-                        token = (choice.get("delta") or {}).get("content")
-                        if not token:
-                            continue
-                        lowered = token.lower()
-                        if "ai.ls" in lowered or "ai.ci" in lowered:
-                            # The upstream advertises itself instead of answering.
-                            raise ResponseError("Ails answered with an advertisement.")
-                        yield token
+                    lowered = token.lower()
+                    if "ai.ls" in lowered or "ai.ci" in lowered:
+                        # The upstream advertises itself instead of answering.
+                        raise ResponseError("Ails answered with an advertisement.")
+                    yield token

@@ -8,15 +8,7 @@ import httpx
 from providers.base import AsyncGeneratorProvider, ProviderModelMixin, RaiseErrorMixin
 from providers.errors import ModelNotFoundError
 from providers.registry import register
-from providers.transport import (
-    drain_lines,
-    endpoint,
-    parse_json,
-    raise_for_status,
-    request_timeout,
-    shared_client,
-    translate_transport_errors,
-)
+from providers.transport import drain_lines, endpoint, parse_json, request_timeout, streamed_post
 from providers.types import AsyncResult, Messages
 
 MODEL_MISSING = "The model: `gpt-4` does not exist"
@@ -86,36 +78,37 @@ class Lockchat(AsyncGeneratorProvider, ProviderModelMixin, RaiseErrorMixin):
         timeout: httpx.Timeout,  # noqa: ASYNC109 -- passed to httpx
     ) -> AsyncResult:
         answered = False
-        with translate_transport_errors():
-            async with shared_client(proxy).stream(
-                "POST",
-                endpoint(api_base or cls.api_base, cls.path),
-                json=body,
-                headers=headers,
-                timeout=timeout,
-            ) as response:
-                await raise_for_status(response, cls.raise_error)
-                lines = response.aiter_lines()
-                async for line in lines:
-                    if MODEL_MISSING in line:
-                        if answered:
-                            raise ModelNotFoundError(MODEL_MISSING)
-                        raise _ModelMissing()
-                    if line.startswith("data:"):
-                        payload = line.removeprefix("data:").strip()
-                    elif line.startswith("{"):
-                        payload = line  # a bare JSON line: an error object sent without SSE
-                    else:
-                        continue  # comments, keep-alive blank lines, other SSE fields
-                    if payload == "[DONE]":
-                        await drain_lines(lines)
-                        return
-                    data = parse_json(payload)
-                    if not isinstance(data, dict):
-                        continue
-                    cls.raise_error(data)
-                    for choice in data.get("choices") or []:
-                        content = (choice.get("delta") or {}).get("content")
-                        if content:
-                            answered = True
-                            yield content
+        async with streamed_post(
+            endpoint(api_base or cls.api_base, cls.path),
+            body=body,
+            headers=headers,
+            proxy=proxy,
+            timeout=timeout,
+            raise_error=cls.raise_error,
+        ) as response:
+            # Raw lines rather than post_for_events: the model-missing answer counts in any line,
+            # and must be seen before raise_error would turn it into an error.
+            lines = response.aiter_lines()
+            async for line in lines:
+                if MODEL_MISSING in line:
+                    if answered:
+                        raise ModelNotFoundError(MODEL_MISSING)
+                    raise _ModelMissing()
+                if line.startswith("data:"):
+                    payload = line.removeprefix("data:").strip()
+                elif line.startswith("{"):
+                    payload = line  # a bare JSON line: an error object sent without SSE
+                else:
+                    continue  # comments, keep-alive blank lines, other SSE fields
+                if payload == "[DONE]":
+                    await drain_lines(lines)
+                    return
+                data = parse_json(payload)
+                if not isinstance(data, dict):
+                    continue
+                cls.raise_error(data)
+                for choice in data.get("choices") or []:
+                    content = (choice.get("delta") or {}).get("content")
+                    if content:
+                        answered = True
+                        yield content

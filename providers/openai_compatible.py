@@ -1,6 +1,8 @@
 """Any server speaking OpenAI's chat completions API: OpenAI, Ollama, vLLM, llama.cpp's server,
 LM Studio, OpenRouter, Groq and the like."""
 
+from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 from providers.base import AsyncGeneratorProvider, ProviderModelMixin, RaiseErrorMixin
@@ -8,11 +10,13 @@ from providers.bridge import run_sync
 from providers.errors import ModelNotFoundError, UpstreamDroppedError
 from providers.registry import register
 from providers.transport import (
+    PostOptions,
     parse_json,
+    post_for_events,
+    post_json,
     raise_for_status,
     request_timeout,
     shared_client,
-    sse_data,
     translate_transport_errors,
 )
 from providers.types import AsyncResult, FinishReason, Messages, Usage
@@ -92,36 +96,34 @@ class OpenAICompatible(AsyncGeneratorProvider, ProviderModelMixin, RaiseErrorMix
         headers = cls._headers(api_key)
         if stream:
             headers["Accept"] = "text/event-stream"
-        client = shared_client(proxy)
-        with translate_transport_errors():
-            async with client.stream(
-                "POST",
-                f"{cls._base(api_base)}/chat/completions",
-                json=body,
-                headers=headers,
-                timeout=request_timeout(timeout, kwargs.get("connect_timeout")),
-            ) as response:
-                await cls._raise_for_status(response)
-                if not stream:
-                    await response.aread()
-                    for chunk in cls._read_completion(parse_json(response.text)):
-                        yield chunk
-                    return
-                async for chunk in cls._read_stream(response):
-                    yield chunk
+        url = f"{cls._base(api_base)}/chat/completions"
+        options: PostOptions = {
+            "body": body,
+            "headers": headers,
+            "proxy": proxy,
+            "timeout": request_timeout(timeout, kwargs.get("connect_timeout")),
+            "raise_error": cls.raise_error,
+        }
+        if not stream:
+            for chunk in cls._read_completion(await post_json(url, **options)):
+                yield chunk
+            return
+        events = post_for_events(url, **options)
+        async with aclosing(events):
+            async for chunk in cls._read_stream(events):
+                yield chunk
 
-    @classmethod
-    async def _raise_for_status(cls, response) -> None:
+    @staticmethod
+    def raise_error(data: Any, status: int | None = None) -> None:
         # OpenAI says 404 for an unknown model, llama.cpp's Python server 400; the code is the same.
-        if response.status_code in (400, 404):
-            await response.aread()
-            try:
-                error = (response.json() or {}).get("error") or {}
-            except ValueError:
-                error = {}
-            if isinstance(error, dict) and error.get("code") == "model_not_found":
-                raise ModelNotFoundError(str(error.get("message") or "")[:300] or None)
-        await raise_for_status(response, cls.raise_error)
+        error = data.get("error") if isinstance(data, dict) else None
+        if (
+            status in (400, 404)
+            and isinstance(error, dict)
+            and error.get("code") == "model_not_found"
+        ):
+            raise ModelNotFoundError(str(error.get("message") or "")[:300] or None)
+        RaiseErrorMixin.raise_error(data, status)
 
     @classmethod
     def _read_completion(cls, data: Any) -> list[Any]:
@@ -138,13 +140,9 @@ class OpenAICompatible(AsyncGeneratorProvider, ProviderModelMixin, RaiseErrorMix
         return chunks
 
     @classmethod
-    async def _read_stream(cls, response) -> AsyncResult:
+    async def _read_stream(cls, events: AsyncIterator[dict[str, Any]]) -> AsyncResult:
         finish_reason = None
-        async for payload in sse_data(response):
-            data = parse_json(payload)
-            if not isinstance(data, dict):
-                continue
-            cls.raise_error(data)
+        async for data in events:
             for choice in data.get("choices") or []:
                 content = (choice.get("delta") or {}).get("content")
                 if content:

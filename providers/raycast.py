@@ -1,19 +1,12 @@
 """Raycast's AI chat backend (needs the token of a Raycast Pro account)."""
 
+from contextlib import aclosing
 from typing import Any
 
 from providers.base import AsyncGeneratorProvider, ProviderModelMixin, RaiseErrorMixin
 from providers.errors import MissingAuthError
 from providers.registry import register
-from providers.transport import (
-    endpoint,
-    parse_json,
-    raise_for_status,
-    request_timeout,
-    shared_client,
-    sse_data,
-    translate_transport_errors,
-)
+from providers.transport import endpoint, post_for_events, request_timeout
 from providers.types import AsyncResult, Messages
 
 
@@ -67,19 +60,15 @@ class Raycast(AsyncGeneratorProvider, ProviderModelMixin, RaiseErrorMixin):
             "system_instruction": "markdown",
             "temperature": float(temperature),
         }
-        with translate_transport_errors():
-            async with shared_client(proxy).stream(
-                "POST",
-                endpoint(api_base or cls.api_base, cls.path),
-                json=body,
-                headers=headers,
-                timeout=request_timeout(timeout, kwargs.get("connect_timeout")),
-            ) as response:
-                await raise_for_status(response, cls.raise_error)
-                async for payload in sse_data(response):
-                    data = parse_json(payload)
-                    if not isinstance(data, dict):
-                        continue
-                    cls.raise_error(data)
-                    if data.get("text"):
-                        yield data["text"]
+        events = post_for_events(
+            endpoint(api_base or cls.api_base, cls.path),
+            body=body,
+            headers=headers,
+            proxy=proxy,
+            timeout=request_timeout(timeout, kwargs.get("connect_timeout")),
+            raise_error=cls.raise_error,
+        )
+        async with aclosing(events):
+            async for data in events:
+                if data.get("text"):
+                    yield data["text"]

@@ -1,5 +1,6 @@
 """HTTP plumbing every provider shares: one pooled httpx client per event loop, status and
-network-error translation into `providers.errors`, and a server-sent-events line reader.
+network-error translation into `providers.errors`, a server-sent-events line reader, and the JSON
+POST around them (answered in one piece, or as a stream of events).
 """
 
 import asyncio
@@ -7,8 +8,8 @@ import json
 import logging
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, TypedDict, Unpack
 
 import httpx
 
@@ -108,9 +109,12 @@ def _request_of(exc: httpx.HTTPError) -> httpx.Request | None:
         return None
 
 
-async def raise_for_status(
-    response: httpx.Response, raise_error: Callable[[Any, int | None], None]
-) -> None:
+# A provider's `raise_error`: raises the typed error an error body (with its status) or an error
+# event of a stream (without one) describes, and returns when there is none.
+type RaiseError = Callable[[Any, int | None], None]
+
+
+async def raise_for_status(response: httpx.Response, raise_error: RaiseError) -> None:
     """For an error status: let the provider's `raise_error` map the body, else a generic error."""
     if response.status_code < 400:
         return
@@ -180,3 +184,61 @@ async def sse_data(response: httpx.Response) -> AsyncIterator[str]:
             # A bare JSON line (some servers stream JSON lines, or an error object without SSE).
             yield line
         # Anything else is a comment, a keep-alive blank line or another SSE field: skipped.
+
+
+@asynccontextmanager
+async def streamed_post(
+    url: str,
+    *,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    proxy: str | None,
+    timeout: httpx.Timeout,  # noqa: ASYNC109 -- passed to httpx
+    raise_error: RaiseError,
+) -> AsyncIterator[httpx.Response]:
+    """POST `body` as JSON and hold the answer open to be read as it arrives.
+
+    An error status goes through `raise_error`; network errors, also those met while the caller
+    reads the body, become ProviderErrors. Leaving the block closes the response.
+    """
+    with translate_transport_errors():
+        async with shared_client(proxy).stream(
+            "POST", url, json=body, headers=headers, timeout=timeout
+        ) as response:
+            await raise_for_status(response, raise_error)
+            yield response
+
+
+class PostOptions(TypedDict):
+    """The keyword arguments of `streamed_post`."""
+
+    body: dict[str, Any]
+    headers: dict[str, str]
+    proxy: str | None
+    timeout: httpx.Timeout
+    raise_error: RaiseError
+
+
+async def post_json(url: str, **options: Unpack[PostOptions]) -> Any:
+    """POST `body` as JSON and return the parsed answer, read in one piece."""
+    async with streamed_post(url, **options) as response:
+        await response.aread()
+    return parse_json(response.text)
+
+
+async def post_for_events(
+    url: str, **options: Unpack[PostOptions]
+) -> AsyncIterator[dict[str, Any]]:
+    """POST `body` as JSON and yield each JSON object of the server-sent-events answer.
+
+    Every object goes through `raise_error` first, so an error event raises instead of being
+    yielded; other JSON values are skipped. Close the generator (`contextlib.aclosing`) when not
+    reading it to the end: that closes the response at once.
+    """
+    raise_error = options["raise_error"]
+    async with streamed_post(url, **options) as response:
+        async for payload in sse_data(response):
+            data = parse_json(payload)
+            if isinstance(data, dict):
+                raise_error(data, None)
+                yield data

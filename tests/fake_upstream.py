@@ -360,12 +360,7 @@ class _Handler(BaseHTTPRequestHandler):
                 }
             )
 
-        self._start_stream()
-        if self._wrote_raw_stream():
-            return
-        if self.behaviour.error_body is not None:
-            self._write_event(_as_payload(self.behaviour.error_body), count_delta=False)
-            self._end_stream()
+        if not self._open_stream():
             return
         self._write_event(chunk({"role": "assistant", "content": ""}), count_delta=False)
         for delta in deltas:
@@ -396,12 +391,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.headers.get("Authorization", "").startswith("Bearer "):
             self._send_json(401, {"error": {"message": "Unauthorized", "code": "unauthorized"}})
             return
-        self._start_stream()
-        if self._wrote_raw_stream():
-            return
-        if self.behaviour.error_body is not None:
-            self._write_event(_as_payload(self.behaviour.error_body), count_delta=False)
-            self._end_stream()
+        if not self._open_stream():
             return
         for delta in deltas_of(self.behaviour.reply):
             self._write_event(json.dumps({"text": delta}))
@@ -441,6 +431,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def _open_stream(self) -> bool:
+        """Start the event stream; False when the behaviour's raw stream or error event was the
+        whole answer, True when the caller is to write its own events."""
+        self._start_stream()
+        if self._wrote_raw_stream():
+            return False
+        if self.behaviour.error_body is not None:
+            self._write_event(_as_payload(self.behaviour.error_body), count_delta=False)
+            self._end_stream()
+            return False
+        return True
 
     def _wrote_raw_stream(self) -> bool:
         pieces = self.behaviour.raw_stream

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.test import Client
 
 from providers.models import ProviderConfig
-from tests.live_server import LiveServer
+from tests.conversations import page_factories as make
+from tests.live_server import LiveServer, session_cookie
 
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 RESULTS_DIR = Path(settings.BASE_DIR) / "test-results"
@@ -67,15 +67,7 @@ def playwright_browser(chat_server):
 
 @pytest.fixture
 def provider(fake_upstream, transactional_db) -> ProviderConfig:
-    return ProviderConfig.objects.create(
-        name="fake",
-        provider_class="OpenAICompatible",
-        api_base=fake_upstream.url + "/v1",
-        default_model="fake-model",
-        allowed_models=["fake-model", "fake-model-2"],
-        is_default=True,
-        timeout=10,
-    )
+    return make.provider_config(api_base=fake_upstream.url + "/v1", is_default=True, timeout=10)
 
 
 @pytest.fixture
@@ -116,12 +108,8 @@ def open_page(playwright_browser, chat_server, dialogs):
                                viewport=viewport)  # fmt: skip
         contexts.append(context)
         if user is not None:
-            client = Client()
-            client.force_login(user)
-            cookie = client.cookies[settings.SESSION_COOKIE_NAME]
-            context.add_cookies(
-                [{"name": settings.SESSION_COOKIE_NAME, "value": cookie.value, "url": server.url}]
-            )
+            name, _, value = session_cookie(user).partition("=")
+            context.add_cookies([{"name": name, "value": value, "url": server.url}])
         page = context.new_page()
 
         def on_dialog(dialog):

@@ -1,5 +1,6 @@
-"""Fixtures for the chat engine: signed-in sockets through the real ASGI stack, and a provider
-config that points at the fake upstream (a real HTTP server on loopback)."""
+"""Fixtures for the conversation tests: the users ada and grace and ada's signed-in client,
+signed-in sockets through the real ASGI stack, and a provider config that points at the fake
+upstream (a real HTTP server on loopback)."""
 
 import json
 from contextlib import suppress
@@ -7,15 +8,16 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
+from channels import DEFAULT_CHANNEL_LAYER
+from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
-from django.conf import settings
-from django.test import Client
+from django.db import connections
 
 from chatsite.asgi import application
 from conversations.eventlog import event_log_close
 from conversations.generation import generation_engine_close
 from providers.models import ProviderConfig
+from tests.live_server import session_cookie
 
 ORIGIN = (b"origin", b"http://127.0.0.1:8000")
 # How long a test waits for one frame before failing (generous: CI shares two cores).
@@ -55,14 +57,16 @@ class ChatSocket:
 
 @pytest.fixture
 async def clean_engine():
-    """Each test gets a fresh engine and event log for its own event loop, and leaves none
-    running behind it."""
-    layer = get_channel_layer()
-    if hasattr(layer, "flush") and not settings.REDIS_URL:
-        await layer.flush()
+    """Each test gets a fresh engine, event log and channel layer for its own event loop, and
+    leaves none running behind it. (channels-redis keeps asyncio locks bound to the loop that
+    made them; a layer shared by two tests' loops fails with "bound to a different loop".)"""
+    channel_layers.backends.pop(DEFAULT_CHANNEL_LAYER, None)
     yield
     await generation_engine_close()
     await event_log_close()
+    layer = channel_layers.backends.pop(DEFAULT_CHANNEL_LAYER, None)
+    if hasattr(layer, "close_pools"):
+        await layer.close_pools()
 
 
 @pytest.fixture
@@ -78,11 +82,32 @@ def chat_config(db, encryption_keys, fake_upstream) -> ProviderConfig:
     )
 
 
-def _login_cookie(user) -> tuple[bytes, bytes]:
-    client = Client()
-    client.force_login(user)
-    value = client.cookies[settings.SESSION_COOKIE_NAME].value
-    return (b"cookie", f"{settings.SESSION_COOKIE_NAME}={value}".encode())
+@pytest.fixture
+def ada(django_user_model):
+    # No password: hashing one costs a few hundred milliseconds, and tests sign in directly.
+    return django_user_model.objects.create_user(username="ada")
+
+
+@pytest.fixture
+def grace(django_user_model):
+    """A second user, whose rows ada must never see."""
+    return django_user_model.objects.create_user(username="grace")
+
+
+@pytest.fixture
+def signed_in(client, ada):
+    """The test client with ada's session."""
+    client.force_login(ada)
+    return client
+
+
+@pytest.fixture
+async def view_thread_connections():
+    yield
+    # Async views run their queries on asgiref's worker thread, and the test client does not
+    # close connections after a request as a server does: without this, that thread keeps a
+    # PostgreSQL session open and the test database cannot be dropped at the end of the run.
+    await sync_to_async(connections.close_all)()
 
 
 @pytest.fixture
@@ -92,7 +117,7 @@ async def open_socket(clean_engine):
     sockets: list[ChatSocket] = []
 
     async def open_(user) -> ChatSocket:
-        cookie = await sync_to_async(_login_cookie)(user)
+        cookie = (b"cookie", (await sync_to_async(session_cookie)(user)).encode())
         communicator = WebsocketCommunicator(application, "/ws/chat/", headers=[ORIGIN, cookie])
         connected, code = await communicator.connect(timeout=FRAME_TIMEOUT)
         assert connected, f"socket refused with {code}"

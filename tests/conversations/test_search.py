@@ -10,16 +10,6 @@ from conversations.search import SearchFilters, highlight_snippet, search_for_us
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def ada(django_user_model):
-    return django_user_model.objects.create_user(username="ada", password="pw-ada-123456")
-
-
-@pytest.fixture
-def grace(django_user_model):
-    return django_user_model.objects.create_user(username="grace", password="pw-grace-123456")
-
-
 def _conversation(owner, title="", **kwargs):
     return Conversation.objects.create(owner=owner, title=title, **kwargs)
 

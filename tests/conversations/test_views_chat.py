@@ -13,22 +13,6 @@ from tests.conversations import page_factories as make
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def ada(django_user_model):
-    return django_user_model.objects.create_user(username="ada", password="pw-ada-123456")
-
-
-@pytest.fixture
-def grace(django_user_model):
-    return django_user_model.objects.create_user(username="grace", password="pw-grace-123456")
-
-
-@pytest.fixture
-def signed_in(client, ada):
-    client.force_login(ada)
-    return client
-
-
 def _messages_in(html: str) -> list[str]:
     """Ids of the message items on a page, in page order (the <template>s excluded)."""
     return [

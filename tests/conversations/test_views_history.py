@@ -12,17 +12,6 @@ from tests.conversations import page_factories as make
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def ada(django_user_model):
-    return django_user_model.objects.create_user(username="ada", password="pw-ada-123456")
-
-
-@pytest.fixture
-def signed_in(client, ada):
-    client.force_login(ada)
-    return client
-
-
 def test_history_without_a_query_explains_itself(signed_in):
     html = signed_in.get("/history/").content.decode()
 

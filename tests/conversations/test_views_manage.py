@@ -3,25 +3,12 @@
 import re
 
 import pytest
-from asgiref.sync import sync_to_async
-from django.db import connection, connections
+from django.db import connection
 from django.test import AsyncClient
 from django.test.utils import CaptureQueriesContext
 
 from conversations.models import Conversation, Message
 from tests.conversations import page_factories as make
-
-
-@pytest.fixture
-def ada(django_user_model):
-    return django_user_model.objects.create_user(username="ada", password="pw-ada-123456")
-
-
-@pytest.fixture
-def signed_in(client, ada):
-    client.force_login(ada)
-    return client
-
 
 # --- Rename, archive, delete ----------------------------------------------------------------------
 
@@ -219,15 +206,6 @@ def test_empty_message_is_refused_with_a_form_error(signed_in):
     assert response.status_code == 400
     assert "Write a message first." in response.content.decode()
     assert not Conversation.objects.exists()
-
-
-@pytest.fixture
-async def view_thread_connections():
-    yield
-    # The async views ran their queries on asgiref's worker thread, and the test client does not
-    # close connections after a request as a server does: without this, that thread keeps a
-    # PostgreSQL session open and the test database cannot be dropped at the end of the run.
-    await sync_to_async(connections.close_all)()
 
 
 @pytest.mark.django_db(transaction=True)

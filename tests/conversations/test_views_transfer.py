@@ -5,28 +5,11 @@ import json
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connections
 from django.test import AsyncClient
 
 from conversations.models import Conversation, Message
 from conversations.transfer import conversations_export_all
 from tests.conversations import page_factories as make
-
-
-@pytest.fixture
-def ada(django_user_model):
-    return django_user_model.objects.create_user(username="ada", password="pw-ada-123456")
-
-
-@pytest.fixture
-def grace(django_user_model):
-    return django_user_model.objects.create_user(username="grace", password="pw-grace-123456")
-
-
-@pytest.fixture
-def signed_in(client, ada):
-    client.force_login(ada)
-    return client
 
 
 def _tree(owner):
@@ -95,15 +78,6 @@ def test_markdown_export_is_the_current_branch(signed_in, ada):
     assert "## User" in text and "Plan a day in Lisbon" in text
     assert "## Assistant (local · fake-model)" in text and "Begin in Alfama." in text
     assert "Belém" not in text
-
-
-@pytest.fixture
-async def view_thread_connections():
-    yield
-    # The async view ran its queries on asgiref's worker thread, and the test client does not
-    # close connections after a request as a server does: without this, that thread keeps a
-    # PostgreSQL session open and the test database cannot be dropped at the end of the run.
-    await sync_to_async(connections.close_all)()
 
 
 @pytest.mark.django_db(transaction=True)
