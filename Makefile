@@ -38,10 +38,7 @@ local-model-notice:
 
 run: local-model-notice install .env
 	@$(PY) -m chatsite.envfile .env
-	@$(PY) manage.py migrate --noinput -v0
-	@$(PY) manage.py ensure_local_provider
-	@$(PY) manage.py collectstatic --noinput -v0
-	@$(PY) manage.py ensure_admin
+	@$(PY) manage.py prepare
 	@$(PY) manage.py serve
 
 # Chromium for the browser tests, from Debian's packages; when it cannot be installed the browser
