@@ -12,6 +12,7 @@ import uuid
 from contextlib import suppress
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
@@ -32,6 +33,7 @@ from conversations.protocol import (
     frame_parse,
     request_id_of,
 )
+from conversations.rendering import message_html
 from conversations.services import NOT_FOUND
 
 logger = logging.getLogger(__name__)
@@ -329,7 +331,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         )
 
     async def done_frame_from_row(self, message: Message) -> dict[str, Any]:
-        html = await generation.render_html(message.content)
+        html = await sync_to_async(message_html, thread_sensitive=False)(message)
         return frames.message_done_from_row(message, html=html)
 
     async def send_done(self, frame: dict[str, Any]) -> None:

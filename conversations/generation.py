@@ -256,6 +256,8 @@ class Generation:
         if failure is not None:
             error_code, error_detail = failure.code, str(failure)
         usage = self.usage
+        # Rendered once, here: the done frame and every later page view use this copy.
+        content_html = await render_html(content)
         fields = {
             "message_id": self.message_id,
             "content": content,
@@ -266,6 +268,7 @@ class Generation:
             "completion_tokens": usage.completion_tokens if usage else None,
             "error_code": error_code,
             "error_detail": error_detail,
+            "content_html": content_html,
         }
         for attempt in range(1, FINISH_ATTEMPTS + 1):
             try:
@@ -284,7 +287,7 @@ class Generation:
             conversation_id=self.conversation_id,
             status=status,
             content=content,
-            html=await render_html(content),
+            html=content_html,
             prompt_tokens=fields["prompt_tokens"],
             completion_tokens=fields["completion_tokens"],
             error_code=error_code,

@@ -75,6 +75,12 @@ class Message(models.Model):
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     error_code = models.CharField(max_length=64, blank=True, default="")
     error_detail = models.CharField(max_length=500, blank=True, default="")
+    # The sanitised HTML of a finished answer, saved once when it ends (see
+    # conversations.rendering.message_html), and the rendering version that made it. Nullable
+    # without defaults on purpose: SQLite adds such columns in place, while any other new column
+    # makes Django rebuild the table, which drops the full-text triggers of migration 0002.
+    content_html = models.TextField(null=True, blank=True, editable=False)  # noqa: DJ001
+    content_html_version = models.PositiveSmallIntegerField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     # Last time a streaming answer's partial text was saved: a `streaming` row whose checkpoint is
     # too old belongs to a dead process and is marked `interrupted`.

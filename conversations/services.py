@@ -24,6 +24,7 @@ from conversations.errors import ChatError
 from conversations.groups import generation_group
 from conversations.models import Conversation, Message
 from conversations.protocol import PROVIDER_OPTIONS, ChatSend, options_parse
+from conversations.rendering import RENDER_VERSION
 from conversations.selectors import (
     message_branch_list,
     message_count_streaming_for_user,
@@ -143,6 +144,7 @@ def message_finish(
     completion_tokens: int | None,
     error_code: str = "",
     error_detail: str = "",
+    content_html: str | None = None,
 ) -> None:
     """The final write of an answer. Unconditional: the generation that ran knows best, even if a
     stale check wrongly marked its row `interrupted` meanwhile."""
@@ -157,6 +159,9 @@ def message_finish(
         "checkpointed_at": now,
         "completed_at": now,
     }
+    if content_html is not None:
+        fields["content_html"] = content_html
+        fields["content_html_version"] = RENDER_VERSION
     if provider:
         fields["provider"] = provider[:64]
     if model:

@@ -30,7 +30,7 @@ from conversations.forms import (
 )
 from conversations.generation import generation_run_to_completion
 from conversations.models import Conversation, Message
-from conversations.rendering import render_markdown
+from conversations.rendering import message_html
 from conversations.search import SearchFilters, search_for_user
 from conversations.transfer import (
     TransferError,
@@ -82,7 +82,7 @@ def _message_views(page: selectors.BranchPage) -> list[dict[str, Any]]:
             {
                 "message": message,
                 "siblings": item.siblings,
-                "html": render_markdown(message.content) if rendered else None,
+                "html": message_html(message) if rendered else None,
             }
         )
     return views

@@ -353,3 +353,20 @@ async def test_stream_chat_refuses_per_request_endpoint_and_credentials(chat_con
             ) as stream:
                 async for _ in stream:
                     pass
+
+
+async def test_finished_answer_keeps_its_rendering_for_the_pages(
+    clean_engine, ada, chat_config, fake_upstream
+):
+    from conversations.rendering import RENDER_VERSION, message_html
+
+    fake_upstream.behave(reply="Some **bold** words.")
+    exchange = await run_answer(ada)
+    saved = await row(exchange.assistant_message.id)
+    assert saved.content_html_version == RENDER_VERSION
+    assert "<strong>bold</strong>" in saved.content_html
+    # Pages show the saved copy (no second rendering) until the rendering changes.
+    saved.content_html = "<p>the saved copy</p>"
+    assert message_html(saved) == "<p>the saved copy</p>"
+    saved.content_html_version = RENDER_VERSION - 1
+    assert "<strong>bold</strong>" in message_html(saved)
