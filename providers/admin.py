@@ -5,6 +5,8 @@ and a "clear" checkbox; pages show at most "…last4". The change view is marked
 reports never include the posted token.
 """
 
+from urllib.parse import urlsplit, urlunsplit
+
 from django import forms
 from django.contrib import admin, messages
 from django.utils.decorators import method_decorator
@@ -20,6 +22,33 @@ def token_hint(config: ProviderConfig) -> str:
     if not config.token_ciphertext:
         return "—"
     return f"…{config.token_last4}" if config.token_last4 else "set"
+
+
+# Stands in for a proxy password on the form: the page shows the proxy's address and user but
+# never its password, and a submitted mask means "keep the stored one".
+PROXY_PASSWORD_MASK = "********"
+
+
+def proxy_masked(url: str) -> str:
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = f"{parts.username}:{PROXY_PASSWORD_MASK}@{parts.hostname}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def proxy_unmasked(submitted: str, stored: str) -> str:
+    """The submitted proxy, with the stored password put back where the mask was left."""
+    parts = urlsplit(submitted)
+    if parts.password != PROXY_PASSWORD_MASK:
+        return submitted
+    old = urlsplit(stored)
+    if not old.password:
+        raise forms.ValidationError("Enter the proxy's password (none is stored).")
+    netloc = parts.netloc.replace(f":{PROXY_PASSWORD_MASK}@", f":{old.password}@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class ProviderConfigForm(forms.ModelForm):
@@ -60,6 +89,12 @@ class ProviderConfigForm(forms.ModelForm):
             # Keep a class that is no longer installed visible instead of silently changing it.
             choices.append((current, f"{current} (not installed)"))
         self.fields["provider_class"].choices = choices
+        if self.instance.proxy:
+            self.initial["proxy"] = proxy_masked(self.instance.proxy)
+
+    def clean_proxy(self) -> str:
+        proxy = self.cleaned_data.get("proxy") or ""
+        return proxy_unmasked(proxy, self.instance.proxy or "") if proxy else ""
 
     def clean_token(self) -> str:
         token = self.cleaned_data.get("token") or ""

@@ -325,3 +325,44 @@ def test_token_is_in_no_admin_page_log_line_or_database_byte(
         assert config.token_ciphertext.encode() in on_disk  # committed data is in the file
         # Counted, so a failure does not print the whole file.
         assert (on_disk.count(TOKEN.encode()), on_disk.count(NEW_TOKEN.encode())) == (0, 0)
+
+
+PROXY_SECRET = "proxy-pass-31337"
+
+
+def test_proxy_password_is_never_shown_and_kept_when_the_mask_comes_back(admin_client, config):
+    config.proxy = f"http://squid:{PROXY_SECRET}@127.0.0.1:3128"
+    config.save()
+    url = reverse("admin:providers_providerconfig_change", args=[config.pk])
+    for _, html in admin_pages(admin_client, config):
+        assert PROXY_SECRET not in html
+    page = admin_client.get(url).content.decode()
+    assert "http://squid:********@127.0.0.1:3128" in page
+
+    # Saving the form as shown keeps the stored password.
+    masked = "http://squid:********@127.0.0.1:3128"
+    response = admin_client.post(
+        url, form_data(api_base=config.api_base, is_default="on", proxy=masked)
+    )
+    assert response.status_code == 302
+    config.refresh_from_db()
+    assert config.proxy == f"http://squid:{PROXY_SECRET}@127.0.0.1:3128"
+
+    # A new password replaces it.
+    admin_client.post(
+        url,
+        form_data(
+            api_base=config.api_base, is_default="on", proxy="http://squid:new-one@10.0.0.1:3128"
+        ),
+    )
+    config.refresh_from_db()
+    assert config.proxy == "http://squid:new-one@10.0.0.1:3128"
+
+
+def test_a_mask_with_no_stored_password_is_a_form_error(admin_client, config):
+    response = admin_client.post(
+        reverse("admin:providers_providerconfig_change", args=[config.pk]),
+        form_data(api_base=config.api_base, is_default="on", proxy="http://u:********@h:1"),
+    )
+    assert response.status_code == 200
+    assert "Enter the proxy" in response.content.decode()
