@@ -1,6 +1,7 @@
 """Forms of the chat pages: they validate what a plain HTML form (or the script) posts."""
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from django import forms
@@ -148,3 +149,27 @@ class SearchForm(forms.Form):
         if data.get("since") and data.get("until") and data["since"] > data["until"]:
             raise forms.ValidationError("The start date is after the end date.")
         return data
+
+
+class SidebarPageForm(forms.Form):
+    """Which page of the conversation list: the cursor is the `<updated_at>~<id>` of the last
+    conversation of the previous page, as the page's "Older conversations" link gave it."""
+
+    cursor = forms.CharField(required=False, max_length=100)
+
+    def clean_cursor(self) -> str | None:
+        value = self.cleaned_data["cursor"]
+        if not value:
+            return None
+        stamp, _, ident = value.partition("~")
+        try:
+            uuid.UUID(ident)
+            parsed = datetime.fromisoformat(stamp)
+            # A time the database adapter could not convert to UTC (or a naive one, whose zone
+            # is a guess) is no cursor of ours.
+            if parsed.tzinfo is None:
+                raise ValueError(stamp)
+            parsed.astimezone(UTC)
+        except (ValueError, OverflowError):
+            raise forms.ValidationError("Not a page of this list.") from None
+        return value

@@ -120,7 +120,8 @@ def _filter_sql(filters: SearchFilters, *, stamp: str) -> tuple[str, list]:
         start = timezone.make_aware(datetime.combine(filters.since, time.min), timezone.UTC)
         sql.append(f" AND {stamp} >= %s")
         params.append(connection.ops.adapt_datetimefield_value(start))
-    if filters.until:
+    # The calendar's last day has no next day to end before: it sets no upper bound.
+    if filters.until and filters.until < date.max:
         end = timezone.make_aware(
             datetime.combine(filters.until + timedelta(days=1), time.min), timezone.UTC
         )

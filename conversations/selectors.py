@@ -6,7 +6,7 @@ so no caller can forget the ownership check.
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
@@ -119,8 +119,11 @@ def _parse_sidebar_cursor(cursor: str) -> tuple[datetime, uuid.UUID] | None:
     stamp, _, ident = cursor.partition("~")
     try:
         parsed = datetime.fromisoformat(stamp)
-        return parsed, uuid.UUID(ident)
-    except ValueError:
+        if parsed.tzinfo is None:
+            return None
+        # Converted here, where an out-of-range time fails as a bad cursor, not in the driver.
+        return parsed.astimezone(UTC), uuid.UUID(ident)
+    except (ValueError, OverflowError):
         return None
 
 

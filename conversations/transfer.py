@@ -14,9 +14,10 @@ transaction: a bad file changes nothing.
 """
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -30,9 +31,18 @@ CONVERSATION_FORMAT = "chatsite.conversation"
 EXPORT_FORMAT = "chatsite.export"
 FORMAT_VERSION = 1
 EXPORT_BATCH_SIZE = 50
+# Messages read from the database at a time while exporting.
+EXPORT_MESSAGE_CHUNK_SIZE = 200
 MAX_IMPORT_MESSAGES = 100_000
 MAX_IMPORT_CONVERSATIONS = 10_000
 MAX_CONTENT_LENGTH = 1_000_000
+# The largest count the usage columns hold on every database (PostgreSQL's `integer`).
+MAX_TOKEN_COUNT = 2**31 - 1
+# Imported times must survive conversion to UTC and a day of arithmetic either way.
+EARLIEST_TIME = datetime(1, 1, 2, tzinfo=UTC)
+LATEST_TIME = datetime(9999, 12, 30, tzinfo=UTC)
+# PostgreSQL cannot store NUL in text, and no UTF-8 column can store half a surrogate pair.
+_UNSTORABLE_RE = re.compile("[\x00\ud800-\udfff]")
 ROLES = {choice.value for choice in Message.Role}
 STATUSES = {choice.value for choice in Message.Status}
 # OpenAI's newer name for the system role.
@@ -83,7 +93,7 @@ def message_to_dict(message: Message) -> dict[str, Any]:
     }
 
 
-def conversation_to_dict(conversation: Conversation, messages: list[Message]) -> dict[str, Any]:
+def _conversation_meta(conversation: Conversation) -> dict[str, Any]:
     return {
         "format": CONVERSATION_FORMAT,
         "version": FORMAT_VERSION,
@@ -101,6 +111,12 @@ def conversation_to_dict(conversation: Conversation, messages: list[Message]) ->
             "created_at": _stamp(conversation.created_at),
             "updated_at": _stamp(conversation.updated_at),
         },
+    }
+
+
+def conversation_to_dict(conversation: Conversation, messages: list[Message]) -> dict[str, Any]:
+    return {
+        **_conversation_meta(conversation),
         "messages": [message_to_dict(message) for message in messages],
     }
 
@@ -111,11 +127,18 @@ def conversation_export_json(*, conversation: Conversation) -> str:
     return json.dumps(conversation_to_dict(conversation, messages), ensure_ascii=False, indent=2)
 
 
-def conversations_export_all(*, user, batch_size: int = EXPORT_BATCH_SIZE) -> Iterator[str]:
-    """Every conversation of `user` as one `chatsite.export` document, yielded in pieces.
+def conversations_export_all(
+    *,
+    user,
+    batch_size: int = EXPORT_BATCH_SIZE,
+    message_chunk_size: int = EXPORT_MESSAGE_CHUNK_SIZE,
+) -> Iterator[str]:
+    """Every conversation of `user` as one `chatsite.export` document, yielded in pieces of
+    one message (or one conversation's opening) each.
 
-    Keyset batches of conversations, each with one query for its messages, so the memory used
-    is one batch whatever the history's size.
+    Keyset batches of conversations, each with one query for all their messages, read from the
+    database `message_chunk_size` rows at a time: the memory used is one batch of conversations
+    and one chunk of messages, however long the history and its conversations are.
     """
     yield (
         f'{{"format": "{EXPORT_FORMAT}", "version": {FORMAT_VERSION}, '
@@ -133,13 +156,25 @@ def conversations_export_all(*, user, batch_size: int = EXPORT_BATCH_SIZE) -> It
         batch = list(batch_query[:batch_size])
         if not batch:
             break
-        by_conversation: dict[uuid.UUID, list[Message]] = {c.id: [] for c in batch}
-        for message in Message.objects.filter(conversation__in=batch).order_by("created_at", "id"):
-            by_conversation[message.conversation_id].append(message)
+        # Ordered by conversation in the database's own id order, the order of the batch, so
+        # one pass over both writes each conversation's messages below its opening.
+        messages = (
+            Message.objects.filter(conversation__in=batch)
+            .order_by("conversation_id", "created_at", "id")
+            .iterator(chunk_size=message_chunk_size)
+        )
+        message = next(messages, None)
         for conversation in batch:
-            data = conversation_to_dict(conversation, by_conversation[conversation.id])
-            yield ("" if first else ", ") + json.dumps(data, ensure_ascii=False)
+            # The conversation's object without its closing brace, then its messages' list.
+            opening = json.dumps(_conversation_meta(conversation), ensure_ascii=False)[:-1]
+            yield ("" if first else ", ") + opening + ', "messages": ['
             first = False
+            separator = ""
+            while message is not None and message.conversation_id == conversation.id:
+                yield separator + json.dumps(message_to_dict(message), ensure_ascii=False)
+                separator = ", "
+                message = next(messages, None)
+            yield "]}"
         last_id = batch[-1].id
     yield "]}\n"
 
@@ -171,15 +206,23 @@ def conversation_export_markdown(*, conversation: Conversation, branch: list[Mes
 
 
 def _parse_time(value: Any, where: str) -> datetime | None:
+    """An ISO 8601 string as an aware datetime in UTC (a time without an offset is UTC)."""
     if value is None:
         return None
     if not isinstance(value, str):
         raise TransferError(f"{where}: a timestamp must be an ISO 8601 string.")
     try:
         parsed = datetime.fromisoformat(value)
+        # Converted here, not by the database adapter, so that a time at the edge of the
+        # calendar fails as a readable error instead of an OverflowError while saving.
+        parsed = parsed.replace(tzinfo=parsed.tzinfo or UTC).astimezone(UTC)
     except ValueError:
         raise TransferError(f"{where}: {value[:40]!r} is not an ISO 8601 timestamp.") from None
-    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, timezone.UTC)
+    except OverflowError:
+        parsed = None
+    if parsed is None or not EARLIEST_TIME <= parsed <= LATEST_TIME:
+        raise TransferError(f"{where}: {value[:40]!r} is out of range.")
+    return parsed
 
 
 def _text(value: Any, where: str, *, limit: int = MAX_CONTENT_LENGTH) -> str:
@@ -189,15 +232,37 @@ def _text(value: Any, where: str, *, limit: int = MAX_CONTENT_LENGTH) -> str:
         raise TransferError(f"{where} must be a string.")
     if len(value) > limit:
         raise TransferError(f"{where} is longer than {limit} characters.")
+    if _UNSTORABLE_RE.search(value):
+        raise TransferError(
+            f"{where} holds a NUL character or half a surrogate pair, which cannot be stored."
+        )
     return value
 
 
 def _count(value: Any, where: str) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise TransferError(f"{where} must be a non-negative integer.")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TOKEN_COUNT:
+        raise TransferError(f"{where} must be an integer from 0 to {MAX_TOKEN_COUNT}.")
     return value
+
+
+def _role(value: Any) -> str | None:
+    """The role named by `value`, or None (also for lists and objects, which are no role)."""
+    if not isinstance(value, str):
+        return None
+    value = ROLE_ALIASES.get(value, value)
+    return value if value in ROLES else None
+
+
+def _version(document: dict[str, Any], what: str) -> None:
+    version = document.get("version")
+    # `type`, not isinstance: true and 1.0 compare equal to 1 but are not a version.
+    if type(version) is not int or version != FORMAT_VERSION:
+        raise TransferError(
+            f"{what} is version {str(version)[:10]} of our format; "
+            f"this site reads version {FORMAT_VERSION}."
+        )
 
 
 def _openai_content(value: Any, where: str) -> str:
@@ -208,10 +273,10 @@ def _openai_content(value: Any, where: str) -> str:
             if isinstance(part, dict) and part.get("type") == "text":
                 texts.append(_text(part.get("text"), f"{where} text part"))
             elif isinstance(part, str):
-                texts.append(part)
+                texts.append(_text(part, f"{where} text part"))
         if not texts:
             raise TransferError(f"{where} has no text parts.")
-        return "\n\n".join(texts)
+        return _text("\n\n".join(texts), where)
     return _text(value, where)
 
 
@@ -227,8 +292,8 @@ def _plan_openai(messages: Any, *, title: str = "", model: str = "") -> dict[str
         where = f"Message {index}"
         if not isinstance(item, dict):
             raise TransferError(f"{where} is not an object with a role and a content.")
-        role = ROLE_ALIASES.get(item.get("role"), item.get("role"))
-        if role not in ROLES:
+        role = _role(item.get("role"))
+        if role is None:
             raise TransferError(
                 f"{where} has role {str(item.get('role'))[:20]!r}; expected "
                 "system, user or assistant."
@@ -259,15 +324,13 @@ def _plan_openai(messages: Any, *, title: str = "", model: str = "") -> dict[str
 
 
 def _plan_ours(document: dict[str, Any]) -> dict[str, Any]:
-    if document.get("version") != FORMAT_VERSION:
-        raise TransferError(
-            f"This file is version {str(document.get('version'))[:10]} of our format; "
-            f"this site reads version {FORMAT_VERSION}."
-        )
+    _version(document, "This file")
     meta = document.get("conversation")
     messages = document.get("messages")
     if not isinstance(meta, dict) or not isinstance(messages, list):
         raise TransferError('The file needs a "conversation" object and a "messages" list.')
+    if not messages:
+        raise TransferError("The conversation holds no messages.")
     if len(messages) > MAX_IMPORT_MESSAGES:
         raise TransferError(f"At most {MAX_IMPORT_MESSAGES} messages can be imported at once.")
     options = meta.get("options") or {}
@@ -295,10 +358,12 @@ def _plan_ours(document: dict[str, Any]) -> dict[str, Any]:
         if parent is not None and not isinstance(parent, str):
             raise TransferError(f"{where}: parent must be a message id or null.")
         role = item.get("role")
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:
             raise TransferError(f"{where} has an unknown role {str(role)[:20]!r}.")
-        status = item.get("status") or Message.Status.COMPLETE
-        if status not in STATUSES:
+        status = item.get("status")
+        if status is None:
+            status = Message.Status.COMPLETE
+        if not isinstance(status, str) or status not in STATUSES:
             raise TransferError(f"{where} has an unknown status {str(status)[:20]!r}.")
         if status == Message.Status.STREAMING:
             # Nothing is generating it here: it is what a dead server would have left.
@@ -327,15 +392,20 @@ def _plan_ours(document: dict[str, Any]) -> dict[str, Any]:
         if item["parent"] is not None and item["parent"] not in keys:
             raise TransferError(f"A message's parent {item['parent'][:40]!r} is not in the file.")
     current_leaf = meta.get("current_leaf")
-    if current_leaf is not None and current_leaf not in keys:
+    if current_leaf is not None and (not isinstance(current_leaf, str) or current_leaf not in keys):
         raise TransferError("current_leaf names a message that is not in the file.")
+    archived = meta.get("archived", False)
+    if archived is None:
+        archived = False
+    if not isinstance(archived, bool):
+        raise TransferError("archived must be true or false.")
     return {
         "title": _text(meta.get("title"), "The title", limit=200),
         "provider": _text(meta.get("provider"), "The provider", limit=64),
         "model": _text(meta.get("model"), "The model", limit=200),
         "system_prompt": _text(meta.get("system_prompt"), "The system prompt"),
         "options": options,
-        "archived": bool(meta.get("archived", False)),
+        "archived": archived,
         "current_leaf": current_leaf,
         "created_at": _parse_time(meta.get("created_at"), "The conversation's created_at"),
         "messages": _parents_first(planned),
@@ -367,6 +437,11 @@ def import_plans(raw: bytes) -> list[dict[str, Any]]:
         raise TransferError("The file is not UTF-8 text.") from None
     except json.JSONDecodeError as exc:
         raise TransferError(f"The file is not valid JSON ({exc.msg}, line {exc.lineno}).") from None
+    except ValueError:
+        # Python refuses to convert integers of thousands of digits.
+        raise TransferError("The file is not valid JSON (a number is too long).") from None
+    except RecursionError:
+        raise TransferError("The file's JSON is nested too deeply.") from None
     if isinstance(document, list):
         return [_plan_openai(document)]
     if not isinstance(document, dict):
@@ -375,9 +450,12 @@ def import_plans(raw: bytes) -> list[dict[str, Any]]:
     if kind == CONVERSATION_FORMAT:
         return [_plan_ours(document)]
     if kind == EXPORT_FORMAT:
+        _version(document, "This export")
         conversations = document.get("conversations")
         if not isinstance(conversations, list):
             raise TransferError('The export needs a "conversations" list.')
+        if not conversations:
+            raise TransferError("The export holds no conversations.")
         if len(conversations) > MAX_IMPORT_CONVERSATIONS:
             raise TransferError(f"At most {MAX_IMPORT_CONVERSATIONS} conversations at once.")
         plans = []

@@ -7,6 +7,7 @@ and the conveniences on top of the same markup.
 import logging
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 from asgiref.sync import sync_to_async
 from django.contrib import messages as flash
@@ -25,6 +26,7 @@ from conversations.forms import (
     ImportForm,
     RenameForm,
     SearchForm,
+    SidebarPageForm,
     default_target_value,
     target_value,
 )
@@ -163,14 +165,21 @@ def conversation_detail(request, conversation_id: uuid.UUID):
             "conversations/_messages.html",
             {"conversation": conversation, "items": _message_views(page), "page": page},
         )
+    if not page.items and (before or around):
+        # A link to a message of another conversation (or a deleted one), or to above the
+        # first message: the conversation as it is now, not an empty page that looks new.
+        page = selectors.message_branch_page(conversation=conversation)
     return _chat_page(request, conversation=conversation, page=page)
 
 
 @require_GET
 def conversation_list(request):
     archived = request.GET.get("archived") == "1"
+    form = SidebarPageForm(request.GET)
+    # A cursor that is not one of ours (edited by hand, or cut short) shows the first page.
+    cursor = form.cleaned_data["cursor"] if form.is_valid() else None
     sidebar = selectors.conversation_sidebar_page(
-        user=request.user, archived=archived, cursor=request.GET.get("cursor") or None
+        user=request.user, archived=archived, cursor=cursor
     )
     template = (
         "conversations/_sidebar_items.html"
@@ -180,7 +189,7 @@ def conversation_list(request):
     context = {
         "listing": sidebar,
         "archived": archived,
-        "cursor": request.GET.get("cursor") or "",
+        "cursor": cursor or "",
         "conversation": None,
     }
     if request.GET.get("fragment") == "1":
@@ -329,9 +338,16 @@ def conversation_switch(request, conversation_id: uuid.UUID):
     return redirect(f"{url}#m-{message.id}")
 
 
-def _download_name(conversation: Conversation, extension: str) -> str:
-    stem = slugify(conversation.title)[:60] or "conversation"
-    return f"{stem}-{str(conversation.id)[:8]}.{extension}"
+def _content_disposition(conversation: Conversation, extension: str) -> str:
+    """An attachment named after the title: an ASCII `filename` for every client, and the
+    title's own letters in `filename*` (RFC 6266) when it has others."""
+    suffix = f"-{str(conversation.id)[:8]}.{extension}"
+    ascii_name = (slugify(conversation.title)[:60] or "conversation") + suffix
+    header = f'attachment; filename="{ascii_name}"'
+    unicode_stem = slugify(conversation.title, allow_unicode=True)[:60]
+    if unicode_stem and not unicode_stem.isascii():
+        header += f"; filename*=UTF-8''{quote(unicode_stem + suffix, safe='')}"
+    return header
 
 
 @require_GET
@@ -345,8 +361,8 @@ def conversation_export(request, conversation_id: uuid.UUID, fmt: str):
         body = conversation_export_markdown(conversation=conversation, branch=branch)
         content_type = "text/markdown; charset=utf-8"
     response = HttpResponse(body, content_type=content_type)
-    response["Content-Disposition"] = (
-        f'attachment; filename="{_download_name(conversation, "md" if fmt == "markdown" else fmt)}"'
+    response["Content-Disposition"] = _content_disposition(
+        conversation, "md" if fmt == "markdown" else fmt
     )
     return response
 

@@ -121,11 +121,47 @@
     if (closer) closer.closest("dialog").close();
   });
 
-  for (const item of $$(".flash-item")) {
+  function fadeFlash(item, delay) {
     setTimeout(() => {
       item.classList.add("is-leaving");
       setTimeout(() => item.remove(), 400);
-    }, 4000);
+    }, delay);
+  }
+
+  for (const item of $$(".flash-item")) fadeFlash(item, 4000);
+
+  // A note like the server's flash messages, for what fails in the page's own requests.
+  function showFlashError(text) {
+    let flash = document.getElementById("flash");
+    if (!flash) {
+      flash = document.createElement("ul");
+      flash.className = "flash";
+      flash.id = "flash";
+      const topbar = $("#main .topbar");
+      if (topbar) topbar.after(flash);
+      else $("#main").prepend(flash);
+    }
+    const item = document.createElement("li");
+    item.className = "flash-item flash-error";
+    item.setAttribute("role", "alert");
+    item.textContent = text;
+    flash.replaceChildren(item);
+    fadeFlash(item, 6000);
+  }
+
+  // Why a form the script posted was refused, in words for the user.
+  async function refusal(response) {
+    if (response.status === 404) return "This conversation no longer exists.";
+    if (response.status === 400) {
+      try {
+        const body = await response.json();
+        const first = Object.values(body.errors || {})[0];
+        if (first && first[0] && first[0].message) return first[0].message;
+      } catch (error) {
+        /* Not the JSON we expected: the generic text below. */
+      }
+    }
+    return `The server answered ${response.status}. Try again in a moment.`;
   }
 
   // Forms that return to "this page" (archive in the sidebar) say which page that is now; a
@@ -254,10 +290,18 @@
       if (!save || !title || title === textElement.textContent.trim()) return;
       const data = new FormData();
       data.append("title", title);
-      const response = await postForm(url, data);
+      let response;
+      try {
+        response = await postForm(url, data);
+      } catch (error) {
+        showFlashError("Not renamed: the server could not be reached.");
+        return;
+      }
       if (response.ok) {
         const body = await response.json();
         onRenamed(body.title);
+      } else {
+        showFlashError("Not renamed: " + (await refusal(response)));
       }
     };
     input.addEventListener("keydown", (event) => {
@@ -377,8 +421,20 @@
     signedOut: false,
     // assistant message id -> { seq, node }: answers being written, with the last seq applied.
     streaming: new Map(),
-    // A frame typed while disconnected; sent as soon as the socket is open again.
-    pending: null,
+    // Requests that start an answer (send, edit, regenerate), oldest first, each waiting for
+    // the answer before it: { content, frame() }. See enqueue().
+    outbox: [],
+    // request_id of the outbox request sent last, until its answer has started.
+    sending: null,
+    // request_id of the chat.subscribe that brings a fresh socket in step; the outbox waits
+    // for its reply, so a queued message goes below what the conversation now ends with.
+    syncing: null,
+    // The socket closed while a request was on its way: the page may not show its outcome.
+    resync: false,
+    // Answers the user stopped while disconnected; the stops go out on reconnecting.
+    stops: new Set(),
+    // Answers being written on a branch this page does not show (their frames are ignored).
+    offBranch: new Set(),
     // request_id of our chat.send that has no conversation yet, and the text it carried.
     awaitingNew: null,
     lastRequest: null,
@@ -452,6 +508,12 @@
     socket.addEventListener("close", (event) => {
       if (chatState.socket !== socket) return;
       chatState.socket = null;
+      chatState.syncing = null;
+      if (chatState.sending) {
+        chatState.sending = null;
+        chatState.resync = true;
+      }
+      announceOutbox();
       if (event.code === 4401) {
         chatState.signedOut = true;
         setConnection("closed", "Signed out.", { href: "/accounts/login/?next=" + encodeURIComponent(location.pathname), text: "Sign in" });
@@ -479,36 +541,71 @@
     if (document.visibilityState === "visible" && !chatState.socket) connect();
   });
 
+  function isOpen() {
+    return Boolean(chatState.socket) && chatState.socket.readyState === WebSocket.OPEN;
+  }
+
+  // Sends a frame if the socket is open; false if it is not (the caller decides what waits).
   function transmit(frame) {
-    const socket = chatState.socket;
-    if (socket && socket.readyState === WebSocket.OPEN) {
-      socket.send(JSON.stringify(frame));
-      return true;
-    }
-    chatState.pending = frame;
-    return false;
+    if (!isOpen()) return false;
+    chatState.socket.send(JSON.stringify(frame));
+    return true;
+  }
+
+  // A request that starts an answer goes through the outbox, whether the socket is open or not:
+  // one at a time, each once the answer before it has ended, and built only then, so that two
+  // messages typed while offline become a question, its answer, then the next question (not
+  // two branches of one parent, nor two new conversations).
+  function enqueue(item) {
+    chatState.outbox.push(item);
+    flushOutbox();
+    announceOutbox();
+  }
+
+  function flushOutbox() {
+    if (!chatState.outbox.length || !isOpen()) return;
+    if (chatState.sending || chatState.syncing || chatState.streaming.size) return;
+    const item = chatState.outbox.shift();
+    const frame = item.frame();
+    chatState.sending = frame.request_id;
+    chatState.lastRequest = { id: frame.request_id, content: item.content };
+    if (frame.type === "chat.send" && !frame.conversation) chatState.awaitingNew = frame.request_id;
+    transmit(frame);
+    announceOutbox();
+  }
+
+  let outboxNotice = "";
+
+  function announceOutbox() {
+    const count = chatState.outbox.length;
+    const notice = count && !isOpen()
+      ? `Not connected. ${count === 1 ? "Your message" : count + " messages"} will be sent when the connection is back.`
+      : "";
+    // Only our own notice is replaced: an error shown meanwhile stays.
+    const shown = $('[data-slot="text"]', composerError).textContent;
+    if (notice) showComposerError(notice);
+    else if (outboxNotice && shown === outboxNotice) showComposerError("");
+    outboxNotice = notice;
   }
 
   function subscribe() {
     const id = chat.dataset.conversation;
     if (!id) return;
-    const frame = { type: "chat.subscribe", conversation: id };
+    const frame = { type: "chat.subscribe", conversation: id, request_id: requestId() };
     // An answer shown as streaming may have ended while we were away: naming it gets its
     // message.done even when nothing runs any more.
     const streaming = $('.message[data-status="streaming"]', list);
     if (streaming) frame.message = streaming.dataset.id;
-    transmit(frame);
+    if (transmit(frame)) chatState.syncing = frame.request_id;
   }
 
   function onOpen() {
+    for (const id of chatState.stops) transmit({ type: "chat.stop", message: id });
+    chatState.stops.clear();
     // A fresh socket knows nothing of what we saw: the snapshot (or idle) resets each answer.
-    subscribe();
-    if (chatState.pending) {
-      const frame = chatState.pending;
-      chatState.pending = null;
-      transmit(frame);
-      showComposerError("");
-    }
+    if (chat.dataset.conversation) subscribe();
+    else flushOutbox();
+    announceOutbox();
   }
 
   // --- Messages in the DOM ---
@@ -562,11 +659,16 @@
       tag.textContent = "Stopped";
       meta.append(tag, " ");
     }
-    meta.append(info.model || info.provider || "");
+    const name = info.model || info.provider || "";
+    meta.append(name);
+    // The name may be cut short by an ellipsis: the tooltip has it whole.
     const usage = info.usage;
-    if (usage && usage.prompt_tokens != null) {
-      meta.title = `${usage.prompt_tokens} prompt + ${usage.completion_tokens || 0} answer tokens`;
-    }
+    const tokens = usage && usage.prompt_tokens != null
+      ? `${usage.prompt_tokens} prompt + ${usage.completion_tokens || 0} answer tokens`
+      : "";
+    const title = [name, tokens].filter(Boolean).join(" · ");
+    if (title) meta.title = title;
+    else meta.removeAttribute("title");
   }
 
   function setError(element, status, error) {
@@ -621,6 +723,11 @@
   }
 
   function handleFrame(frame) {
+    const started = frame.type === "message.created" && frame.message && frame.message.role === "assistant";
+    if (started && frame.request_id && frame.request_id === chatState.sending) {
+      // Our request's answer exists: the outbox now waits for it to end.
+      chatState.sending = null;
+    }
     switch (frame.type) {
       case "conversation.created":
         return onConversationCreated(frame);
@@ -685,7 +792,11 @@
     if (messageElement(message.id)) return;
     const wasNear = nearBottom() || message.role === "user";
     const parent = messageElement(message.parent);
-    if (message.parent && !parent) return; // on a branch this page does not show
+    if (message.parent && !parent) {
+      // On a branch this page does not show (or below the page, on a page opened further up).
+      chatState.offBranch.add(message.id);
+      return;
+    }
     // A new message below `parent` replaces whatever this page showed below it: that was
     // another branch (a regenerate or an edit makes a sibling).
     let stale = parent ? parent.nextElementSibling : list.firstElementChild;
@@ -719,6 +830,13 @@
   function onSnapshot(frame) {
     let element = messageElement(frame.message);
     const wasNear = nearBottom();
+    chatState.syncing = null;
+    if (!element && (chatState.offBranch.has(frame.message) || chat.dataset.tail === "0")) {
+      // Not below the last message shown: appending it there would put it under the wrong
+      // question. Its message.done is ignored too; the conversation's page shows it.
+      flushOutbox();
+      return;
+    }
     if (!element) {
       // An answer this page has not seen start (another tab, or a reconnect after a reload).
       const last = lastMessage();
@@ -747,6 +865,7 @@
   function onDone(frame) {
     const element = messageElement(frame.message);
     chatState.streaming.delete(frame.message);
+    chatState.offBranch.delete(frame.message);
     if (element) {
       const wasNear = nearBottom();
       keepBottom(wasNear, () => {
@@ -766,26 +885,43 @@
       chatState.branchChanged = false;
       refreshSiblings();
     }
+    flushOutbox();
   }
 
-  function onIdle() {
+  async function onIdle() {
     // Nothing runs: answers this page still shows as streaming ended while we were away.
     const stale = $$('.message[data-status="streaming"]', list);
     chatState.streaming.clear();
+    chatState.offBranch.clear();
     updateComposer();
-    if (stale.length) reloadTail();
+    // Waiting messages go below the conversation's real end: after a request whose outcome
+    // the page missed, that is what the server has, not what the page shows.
+    const behind = chatState.resync && chatState.outbox.length;
+    chatState.resync = false;
+    if (stale.length || behind) await reloadTail();
+    chatState.syncing = null;
+    flushOutbox();
+  }
+
+  // Puts unsent texts back into the composer, before whatever is being typed there: the
+  // messages waiting in the outbox followed the failed one, and are not sent without it.
+  function giveBack(texts) {
+    const waiting = chatState.outbox.splice(0).map((item) => item.content);
+    const all = [...texts, ...waiting, textarea.value].filter((text) => text && text.trim());
+    textarea.value = all.join("\n\n");
   }
 
   function onError(frame) {
     const request = chatState.lastRequest;
-    const forUs = request && frame.request_id && frame.request_id === request.id;
-    if (forUs) {
+    if (frame.request_id && frame.request_id === chatState.syncing) {
+      // The conversation could not be subscribed to (deleted meanwhile, say).
+      chatState.syncing = null;
+      giveBack([]);
+    } else if (request && frame.request_id && frame.request_id === request.id) {
       chatState.lastRequest = null;
+      if (chatState.sending === frame.request_id) chatState.sending = null;
       if (chatState.awaitingNew === frame.request_id) chatState.awaitingNew = null;
-      // Give the unsent text back.
-      if (request.content && !textarea.value.trim()) {
-        textarea.value = request.content;
-      }
+      giveBack([request.content]);
     }
     showComposerError(frame.detail || "Something went wrong.");
     updateComposer();
@@ -897,28 +1033,34 @@
     const options = readOptions();
     if (!options) return;
     const [provider, model] = splitTarget(targetSelect ? targetSelect.value : "");
-    const last = lastMessage();
-    const frame = {
-      type: "chat.send",
-      conversation: chat.dataset.conversation || null,
-      parent: last ? last.dataset.id : null,
-      content,
-      provider,
-      model,
-      options,
-      request_id: requestId(),
-    };
-    chatState.lastRequest = { id: frame.request_id, content };
-    if (!frame.conversation) chatState.awaitingNew = frame.request_id;
     showComposerError("");
     textarea.value = "";
     closeMenus(null);
-    if (!transmit(frame)) showComposerError("Not connected. Your message will be sent when the connection is back.");
+    enqueue({
+      content,
+      // Built when it goes out: by then the conversation may exist and have grown.
+      frame: () => {
+        const last = lastMessage();
+        return {
+          type: "chat.send",
+          conversation: chat.dataset.conversation || null,
+          parent: last ? last.dataset.id : null,
+          content,
+          provider,
+          model,
+          options,
+          request_id: requestId(),
+        };
+      },
+    });
     updateComposer();
   }
 
   function stopAll() {
-    for (const id of chatState.streaming.keys()) transmit({ type: "chat.stop", message: id });
+    for (const id of chatState.streaming.keys()) {
+      // Stopped while offline: said again on reconnecting (a stop of an ended answer is a no-op).
+      if (!transmit({ type: "chat.stop", message: id })) chatState.stops.add(id);
+    }
   }
 
   composer.addEventListener("submit", (event) => {
@@ -1011,9 +1153,8 @@
       event.preventDefault();
       const content = area.value;
       if (!content.trim() || chatState.streaming.size) return;
-      const id = requestId();
-      chatState.lastRequest = { id, content: "" };
-      transmit({ type: "chat.edit", message: element.dataset.id, content, request_id: id });
+      const message = element.dataset.id;
+      enqueue({ content: "", frame: () => ({ type: "chat.edit", message, content, request_id: requestId() }) });
       close();
     });
     area.addEventListener("keydown", (event) => {
@@ -1046,8 +1187,10 @@
       case "regenerate":
         if (chatState.streaming.size) return;
         showComposerError("");
-        chatState.lastRequest = { id: requestId(), content: "" };
-        transmit({ type: "chat.regenerate", message: element.dataset.id, request_id: chatState.lastRequest.id });
+        enqueue({
+          content: "",
+          frame: () => ({ type: "chat.regenerate", message: element.dataset.id, request_id: requestId() }),
+        });
         break;
       case "edit":
         openEditor(element);

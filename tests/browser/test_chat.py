@@ -5,8 +5,9 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from conversations.models import Message
+from conversations.models import Conversation, Message
 from tests.browser.conftest import PASSWORD
+from tests.conversations import page_factories as make
 from tests.live_server import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -24,6 +25,27 @@ def send(page, text: str) -> None:
 
 def last_answer(page):
     return page.locator(".message--assistant").last
+
+
+# Run in a page before its own scripts: logs the type of each socket frame once the page's
+# handler has run (the log's listener is added after the page's own), so a test can wait until
+# a frame has been handled, instead of waiting some time.
+FRAME_LOG = """(() => {
+    const Native = window.WebSocket;
+    window.framesHandled = [];
+    window.WebSocket = class extends Native {
+        constructor(...args) {
+            super(...args);
+            queueMicrotask(() => this.addEventListener("message", (event) => {
+                window.framesHandled.push(JSON.parse(event.data).type);
+            }));
+        }
+    };
+})();"""
+
+
+def wait_until_handled(page, frame_type: str) -> None:
+    page.wait_for_function("(type) => window.framesHandled.includes(type)", arg=frame_type)
 
 
 def wait_for_text(page, text: str) -> None:
@@ -226,3 +248,55 @@ def test_reconnects_by_itself_after_a_server_restart(
 
     send(page, "Are you there?")
     expect(last_answer(page)).to_contain_text("Still here.")
+
+
+def test_messages_typed_while_offline_go_out_in_order_once_reconnected(
+    open_page, own_server, user, provider, fake_upstream
+):
+    fake_upstream.behave(reply="Noted.")
+    page = open_page(user, server=own_server)
+    page.goto("/")
+    connection = page.locator("#connection")
+    expect(connection).to_have_attribute("data-state", "open")
+
+    own_server.stop()
+    expect(connection).to_have_attribute("data-state", "retrying")
+    send(page, "First, typed offline")
+    send(page, "Second, typed offline")
+    own_server.start()
+    expect(connection).to_have_attribute("data-state", "open", timeout=20_000)
+
+    questions = page.locator(".message--user [data-slot=text]")
+    expect(questions).to_have_text(["First, typed offline", "Second, typed offline"])
+    expect(page.locator(".message--assistant[data-status=complete]")).to_have_count(2)
+    # One below the other in one conversation: not two branches, not two chats.
+    first, first_answer, second, second_answer = Message.objects.order_by("created_at")
+    assert (first.content, second.content) == ("First, typed offline", "Second, typed offline")
+    assert first_answer.parent_id == first.id and second.parent_id == first_answer.id
+    assert second_answer.parent_id == second.id
+    assert Conversation.objects.count() == 1
+
+
+def test_a_page_opened_further_up_leaves_the_answer_written_at_the_end_alone(
+    open_page, user, provider, fake_upstream
+):
+    chat = Conversation.objects.create(owner=user, title="Long talk")
+    rows = make.chain(chat, [f"message number {index}" for index in range(120)])
+    fake_upstream.behave(reply=LONG_REPLY, chunk_delay=SLOW)
+    tail = open_page(user)
+    tail.goto(f"/c/{chat.id}/")
+    send(tail, "One more question")
+    wait_for_text(tail, "word3")
+    answer = Message.objects.get(status=Message.Status.STREAMING)
+
+    middle = open_page(user)
+    middle.add_init_script(FRAME_LOG)
+    middle.goto(f"/c/{chat.id}/?m={rows[10].id}")
+    wait_until_handled(middle, "message.snapshot")
+    expect(last_answer(tail)).to_have_attribute("data-status", "complete")
+    wait_until_handled(middle, "message.done")
+
+    # The answer belongs below "One more question", far below this page: not under message 10.
+    expect(middle.locator(f"#m-{answer.id}")).to_have_count(0)
+    assert middle.locator("#message-list .message").last.get_attribute("id") == f"m-{rows[10].id}"
+    expect(middle.get_by_text("Jump to the latest message")).to_be_visible()

@@ -147,6 +147,24 @@ def test_sidebar_loads_more_on_scroll_renames_in_place_and_deletes_after_confirm
     assert not Conversation.objects.filter(pk=chats[-2].pk).exists()
 
 
+def test_a_rename_in_place_that_fails_says_why_and_keeps_the_title(open_page, user):
+    gone = make.conversation(user, "Deleted in another tab")
+    page = open_page(user)
+    page.goto("/")
+    item = page.locator(f'.conversation-item[data-id="{gone.id}"]')
+    expect(item).to_be_visible()
+    gone.delete()
+
+    item.hover()
+    item.locator("summary").click()
+    item.get_by_text("Rename").click()
+    page.locator(".rename-input").fill("A new name")
+    page.keyboard.press("Enter")
+
+    expect(page.locator(".flash-error[role=alert]")).to_contain_text("no longer exists")
+    expect(item.locator(".conversation-link")).to_have_text("Deleted in another tab")
+
+
 def test_screenshots_light_and_dark_follow_the_system_theme(open_page, user, provider, results_dir):
     chat = _rich_conversation(user)
     backgrounds = {}
@@ -161,15 +179,38 @@ def test_screenshots_light_and_dark_follow_the_system_theme(open_page, user, pro
     assert backgrounds["dark"] != backgrounds["light"]
 
 
+# Real model names run long; nothing on a page may push it sideways because of one.
+MODEL_50 = "accounts/fireworks/models/llama-v3p1-405b-instruct"
+MODEL_200 = ("accounts/fireworks/models/" + "llama_v3p1_405b_instruct_" * 8)[:200]
+
+
+def sideways_overflow(page, selectors: list[str]) -> dict[str, tuple[int, int]]:
+    """The elements (of `selectors`, and the document) whose content is wider than they are,
+    with their scroll and client widths: each of them would scroll sideways."""
+    widths = page.evaluate(
+        """(selectors) => ["html", ...selectors].map((selector) => {
+            const element = document.querySelector(selector);
+            return [selector, element.scrollWidth, element.clientWidth];
+        })""",
+        selectors,
+    )
+    return {name: (scroll, client) for name, scroll, client in widths if scroll > client}
+
+
 def test_small_screen_of_360px_has_no_sideways_scroll_and_a_sidebar_on_demand(
     open_page, user, provider, results_dir
 ):
     chat = _rich_conversation(user)
+    long_named = make.conversation(user, "Long model name")
+    make.chain(long_named, ["Which model are you?", "A long-named one."], model=MODEL_200)
     page = open_page(user, viewport={"width": 360, "height": 740})
+    page.goto(f"/c/{long_named.id}/")
+    expect(page.locator(".message-meta")).to_have_text(MODEL_200)
+    assert sideways_overflow(page, ["#messages", ".composer-wrap"]) == {}
     page.goto(f"/c/{chat.id}/")
 
     expect(page.locator("#sidebar")).not_to_be_in_viewport()
-    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    assert sideways_overflow(page, ["#messages", ".composer-wrap"]) == {}
     expect(page.locator("#id_content")).to_be_in_viewport()
     page.screenshot(path=str(results_dir / "chat-360px.png"))
     page.get_by_label("Show conversations").click()
@@ -180,6 +221,43 @@ def test_small_screen_of_360px_has_no_sideways_scroll_and_a_sidebar_on_demand(
     )
     expect(page.locator(".conversation-item.is-current")).to_be_visible()
     page.screenshot(path=str(results_dir / "chat-360px-sidebar.png"))
+
+
+def test_history_at_360px_has_no_sideways_scroll_with_long_model_names(
+    open_page, user, results_dir
+):
+    chat = make.conversation(user, "A conversation with quite a long title about llamas")
+    make.chain(chat, ["Tell me about llamas", "Llamas are camelids."], model=MODEL_50)
+    page = open_page(user, viewport={"width": 360, "height": 740})
+    page.goto("/history/?q=llamas")
+
+    expect(page.locator(".hit-meta", has_text=MODEL_50)).to_have_count(1)
+    assert sideways_overflow(page, [".page", ".hits"]) == {}
+    # The date stays readable: the model's name is what gives way.
+    expect(page.locator(".hit-when time").last).to_be_in_viewport(ratio=1)
+    page.screenshot(path=str(results_dir / "history-360px.png"))
+
+
+def test_the_focused_composer_has_the_accent_focus_ring_of_other_fields(open_page, user, provider):
+    page = open_page(user)
+    page.goto("/")
+    accent = page.evaluate("""() => {
+        const probe = document.createElement("span");
+        probe.style.color = "var(--accent)";
+        document.body.append(probe);
+        const color = getComputedStyle(probe).color;
+        probe.remove();
+        return color;
+    }""")
+    box = page.locator(".composer-box")
+
+    page.locator("#id_content").focus()
+
+    expect(box).to_have_css("border-top-color", accent)
+    expect(box).to_have_css("outline-style", "solid")
+    expect(box).to_have_css("outline-width", "2px")
+    page.locator("#id_content").blur()
+    expect(box).to_have_css("outline-style", "none")
 
 
 def test_copy_buttons_copy_the_answer_and_the_code(open_page, user, playwright_browser):

@@ -6,6 +6,7 @@ from datetime import date
 from conversations.forms import (
     ComposerForm,
     SearchForm,
+    SidebarPageForm,
     default_target_value,
     target_choices,
 )
@@ -80,3 +81,20 @@ def test_search_dates_must_be_in_order():
 
     form = SearchForm({"q": "x", "since": "2024-01-01", "until": "2024-01-01"})
     assert form.is_valid() and form.cleaned_data["since"] == date(2024, 1, 1)
+
+
+def test_sidebar_cursor_must_be_an_aware_time_that_converts_to_utc_and_an_id():
+    ident = uuid.uuid4()
+    good = f"2024-05-01T10:00:00+02:00~{ident}"
+
+    form = SidebarPageForm({"cursor": good})
+    assert form.is_valid() and form.cleaned_data["cursor"] == good
+    assert SidebarPageForm({}).is_valid()
+    for bad in (
+        f"0001-01-01T00:00:00+05:00~{ident}",
+        f"9999-12-31T23:59:59-05:00~{ident}",
+        f"2024-05-01T10:00:00~{ident}",
+        "2024-05-01T10:00:00+00:00~not-an-id",
+        "2024-05-01T10:00:00+00:00",
+    ):
+        assert not SidebarPageForm({"cursor": bad}).is_valid(), bad

@@ -139,3 +139,14 @@ def test_search_uses_the_index_not_a_scan(ada):
     assert all("LIKE" not in q.upper() for q in sql)
     marker = "@@" if connection.vendor == "postgresql" else "MATCH"
     assert all(marker in q for q in sql)
+
+
+def test_dates_at_the_ends_of_the_calendar_are_open_ended_ranges(ada):
+    chat = _conversation(ada)
+    hit = _message(chat, "timeless words")
+
+    found = search_for_user(
+        user=ada, query="timeless", filters=SearchFilters(since=date.min, until=date.max)
+    )
+
+    assert [h.message_id for h in found] == [hit.id]

@@ -156,3 +156,70 @@ def test_imported_options_out_of_range_are_refused(ada):
     with pytest.raises(TransferError, match="temperature"):
         conversations_import(user=ada, raw=raw)
     assert not Conversation.objects.exists()
+
+
+def test_values_at_the_edge_of_what_is_accepted_are_stored_as_given(ada):
+    """The limits that the bad-file tests probe from outside hold from inside too: the largest
+    usage count and the earliest and latest times fit every database."""
+    raw = json.dumps({
+        "format": "chatsite.conversation", "version": 1,
+        "conversation": {"archived": True, "created_at": "0001-01-02T00:00:00+00:00"},
+        "messages": [
+            {"id": "q", "role": "user", "content": "first",
+             "created_at": "2024-03-01T17:00:00+05:00"},
+            {"id": "a", "parent": "q", "role": "assistant", "content": "second",
+             "usage": {"prompt_tokens": 2**31 - 1, "completion_tokens": 0},
+             "created_at": "9999-12-30T00:00:00Z", "completed_at": "9999-12-30T00:00:00Z"},
+        ],
+    }).encode()  # fmt: skip
+
+    (copy,) = conversations_import(user=ada, raw=raw)
+
+    copy.refresh_from_db()
+    assert copy.archived is True
+    assert copy.created_at == datetime(1, 1, 2, tzinfo=UTC)
+    question, answer = Message.objects.filter(conversation=copy).order_by("created_at")
+    assert question.created_at == datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+    assert answer.prompt_tokens == 2**31 - 1
+    assert answer.completed_at == datetime(9999, 12, 30, tzinfo=UTC)
+
+
+def test_export_all_streams_message_by_message_with_bounded_fetches(ada):
+    """Memory stays flat for a conversation of any length: rows come from the database a chunk
+    at a time, and each message is written out before the next chunk is read."""
+    chat = make.conversation(ada, "Long one")
+    make.chain(chat, [f"message {index}" for index in range(300)])
+    make.chain(make.conversation(ada, "Short one"), ["only"])
+    fetched: list[int] = []
+
+    def count_rows(execute, sql, params, many, context):
+        # Every row the ORM reads goes through the cursor's fetchmany(); count what it returns.
+        cursor = context["cursor"]
+        fetchmany = cursor.fetchmany
+
+        def counted(*args):
+            rows = fetchmany(*args)
+            fetched.append(len(rows))
+            return rows
+
+        cursor.fetchmany = counted
+        return execute(sql, params, many, context)
+
+    pieces = conversations_export_all(user=ada, batch_size=50, message_chunk_size=40)
+    with connection.execute_wrapper(count_rows):
+        seen = []
+        while not any('"message 0"' in piece for piece in seen):
+            seen.append(next(pieces))
+        fetched_before_first_message = sum(fetched)
+        seen.extend(pieces)
+
+    # The two conversations of the batch, and one chunk of messages.
+    assert fetched_before_first_message <= 2 + 40
+    assert max(fetched) <= 40
+    assert len(seen) > 300  # a piece per message, not one string per conversation
+    document = json.loads("".join(seen))
+    by_title = {item["conversation"]["title"]: item for item in document["conversations"]}
+    assert [m["content"] for m in by_title["Long one"]["messages"]] == [
+        f"message {index}" for index in range(300)
+    ]
+    assert [m["content"] for m in by_title["Short one"]["messages"]] == ["only"]

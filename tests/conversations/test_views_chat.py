@@ -120,16 +120,31 @@ def test_pages_carry_no_inline_script_style_or_handler(signed_in, ada):
         assert "script-src 'self'" in policy and "unsafe-inline" not in policy
 
 
-def test_long_conversation_renders_only_its_newest_page(signed_in, ada):
+def test_long_conversation_renders_only_its_newest_page(signed_in, ada, monkeypatch):
     chat = make.conversation(ada, "Marathon")
     rows = make.chain(chat, [f"message number {index}" for index in range(5000)])
+    # Every message the page reads becomes a model instance through from_db; count them, and
+    # keep the SQL, so that reading the whole branch and slicing it in Python would show.
+    loaded = []
+    from_db = Message.from_db.__func__
 
-    html = signed_in.get(f"/c/{chat.id}/").content.decode()
+    def counted(cls, *args, **kwargs):
+        loaded.append(1)
+        return from_db(cls, *args, **kwargs)
+
+    monkeypatch.setattr(Message, "from_db", classmethod(counted))
+
+    with CaptureQueriesContext(connection) as queries:
+        html = signed_in.get(f"/c/{chat.id}/").content.decode()
 
     shown = _messages_in(html)
     assert shown == [str(row.id) for row in rows[-50:]]
     assert "message number 4949" not in html
     assert f'href="/c/{chat.id}/?before={rows[-50].id}" data-older' in html
+    # The page and the one message above it that says "there is more".
+    assert len(loaded) <= 51
+    (branch,) = [q["sql"] for q in queries.captured_queries if "WITH RECURSIVE" in q["sql"]]
+    assert re.search(r"depth \+ 1 < 51\b", branch)
 
 
 def test_older_messages_come_page_by_page_as_a_fragment(signed_in, ada):
@@ -260,3 +275,46 @@ def test_archived_list_shows_archived_conversations_with_unarchive(signed_in, ad
     assert f'action="/c/{chat.id}/archive/"' in html and ">Unarchive</button>" in html.replace(
         "\n", ""
     ).replace("  ", "")
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "0001-01-01T00:00:00+05:00",  # before the calendar's start once in UTC
+        "9999-12-31T23:59:59-05:00",  # after its end once in UTC
+        "2000-01-01T00:00:00",  # no offset: which zone would it be in?
+        "yesterday",
+    ],
+)
+def test_a_bad_sidebar_cursor_shows_the_first_page(signed_in, ada, stamp):
+    chats = [make.conversation(ada, f"chat {index}") for index in range(3)]
+
+    response = signed_in.get("/conversations/", {"cursor": f"{stamp}~{uuid.uuid4()}"})
+
+    assert response.status_code == 200
+    listed = re.findall(r'class="conversation-item[^"]*" data-id="([0-9a-f-]+)"', response.text)
+    # Twice: in the sidebar and in the page's own list.
+    assert listed == [str(chat.id) for chat in reversed(chats)] * 2
+
+
+def test_a_link_to_a_message_elsewhere_or_above_the_root_opens_the_latest_page(signed_in, ada):
+    make.provider_config()
+    chat = make.conversation(ada)
+    rows = make.chain(chat, [f"message {index}" for index in range(60)])
+    elsewhere = make.chain(make.conversation(ada), ["in another conversation"])[0]
+
+    for query in (f"m={elsewhere.id}", f"before={rows[0].id}", f"m={uuid.uuid4()}"):
+        html = signed_in.get(f"/c/{chat.id}/?{query}").content.decode()
+
+        assert _messages_in(html) == [str(row.id) for row in rows[-50:]], query
+        assert "What can I help with?" not in html and "Jump to the latest" not in html
+        assert not re.search(r'<fieldset class="composer-fields"[^>]* disabled>', html)
+
+
+def test_older_messages_above_the_root_are_an_empty_fragment(signed_in, ada):
+    chat = make.conversation(ada)
+    rows = make.chain(chat, ["first", "second"])
+
+    html = signed_in.get(f"/c/{chat.id}/?before={rows[0].id}&fragment=1").content.decode()
+
+    assert _messages_in(html) == []

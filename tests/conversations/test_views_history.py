@@ -87,3 +87,20 @@ def test_nothing_found_says_so(signed_in, ada):
     html = signed_in.get("/history/", {"q": "zebra"}).content.decode()
 
     assert "Nothing found for “zebra”." in html
+
+
+@pytest.mark.parametrize(
+    "dates",
+    [
+        {"until": "9999-12-31"},
+        {"since": "0001-01-01"},
+        {"since": "0001-01-01", "until": "9999-12-31"},
+    ],
+)
+def test_dates_at_the_ends_of_the_calendar_still_search(signed_in, ada, dates):
+    make.chain(make.conversation(ada), ["evergreen topic"])
+
+    response = signed_in.get("/history/", {"q": "evergreen", **dates})
+
+    assert response.status_code == 200
+    assert "1 result" in response.content.decode()

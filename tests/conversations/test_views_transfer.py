@@ -37,6 +37,29 @@ def _upload(content: bytes, name="chat.json"):
     return SimpleUploadedFile(name, content, content_type="application/json")
 
 
+def _item(**fields) -> dict:
+    """One message of our format."""
+    return {"id": "a", "parent": None, "role": "user", "content": "x", **fields}
+
+
+def _ours(messages: list | None = None, *, version=1, **conversation) -> bytes:
+    """A `chatsite.conversation` file (json.dumps writes NUL and lone surrogates as escapes)."""
+    return json.dumps({
+        "format": "chatsite.conversation", "version": version, "conversation": conversation,
+        "messages": [_item()] if messages is None else messages,
+    }).encode()  # fmt: skip
+
+
+def _export(conversations: list, *, version=1) -> bytes:
+    return json.dumps(
+        {"format": "chatsite.export", "version": version, "conversations": conversations}
+    ).encode()
+
+
+def _openai(**fields) -> bytes:
+    return json.dumps({"messages": [{"role": "user", "content": "x", **fields}]}).encode()
+
+
 # --- Export ---------------------------------------------------------------------------------------
 
 
@@ -188,6 +211,79 @@ def test_import_of_a_whole_export_reports_how_many(signed_in, ada, grace):
             b' "messages": []}',
             "this site reads version 1",
         ),
+        # Hostile files: each of these once reached the database or crashed the parser.
+        pytest.param(b"[" * 100_000 + b"]" * 100_000, "nested too deeply", id="deep-nesting"),
+        pytest.param(
+            b'{"messages": [], "n": ' + b"7" * 5000 + b"}",
+            "The file is not valid JSON",
+            id="huge-number",
+        ),
+        pytest.param(_openai(role=["user"]), "Message 1 has role", id="openai-role-list"),
+        pytest.param(_openai(content=["hidden\x00"]), "cannot be stored", id="openai-part-nul"),
+        pytest.param(
+            _openai(content=[{"type": "text", "text": "\ud800"}]),
+            "cannot be stored",
+            id="openai-part-surrogate",
+        ),
+        pytest.param(
+            _ours([_item(role={"user": 1})]), "Message 1 has an unknown role", id="role-dict"
+        ),
+        pytest.param(
+            _ours([_item(status=["complete"])]), "Message 1 has an unknown status", id="status-list"
+        ),
+        pytest.param(
+            _ours(current_leaf=["a"]), "current_leaf names a message", id="current-leaf-list"
+        ),
+        pytest.param(
+            _ours([_item(usage={"prompt_tokens": 2**31})]),
+            "prompt_tokens must be",
+            id="usage-above-int32",
+        ),
+        pytest.param(
+            _ours([_item(usage={"completion_tokens": 10**30})]),
+            "completion_tokens must be",
+            id="usage-huge",
+        ),
+        pytest.param(
+            _ours([_item(content="nul \x00 inside")]), "Message 1 content holds", id="content-nul"
+        ),
+        pytest.param(
+            _ours([_item(content="lone \ud800 half")]),
+            "Message 1 content holds",
+            id="content-surrogate",
+        ),
+        pytest.param(
+            _ours([_item(error={"detail": "\udfff"})]),
+            "Message 1 error detail holds",
+            id="error-surrogate",
+        ),
+        pytest.param(_ours(title="\x00"), "The title holds", id="title-nul"),
+        pytest.param(
+            _ours([_item(created_at="0001-01-01T00:00:00+05:00")]),
+            "is out of range",
+            id="time-underflows-utc",
+        ),
+        pytest.param(
+            _ours([_item(completed_at="9999-12-31T23:59:59-05:00")]),
+            "is out of range",
+            id="time-overflows-utc",
+        ),
+        pytest.param(
+            _ours(created_at="9999-12-31T23:59:59-05:00"),
+            "is out of range",
+            id="conversation-time-overflows",
+        ),
+        pytest.param(
+            _ours(archived="false"), "archived must be true or false", id="archived-string"
+        ),
+        pytest.param(_ours([]), "holds no messages", id="no-messages"),
+        pytest.param(_ours(version=True), "this site reads version 1", id="version-true"),
+        pytest.param(
+            _export([json.loads(_ours())], version=2),
+            "this site reads version 1",
+            id="export-version-2",
+        ),
+        pytest.param(_export([]), "holds no conversations", id="export-empty"),
     ],
 )
 def test_bad_import_files_get_a_clear_error_and_change_nothing(signed_in, ada, content, error):
@@ -227,3 +323,34 @@ def test_import_page_explains_what_it_accepts(signed_in):
 
     assert 'enctype="multipart/form-data"' in html
     assert "OpenAI-style <code>messages</code> list" in html
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("title", "ascii_stem", "unicode_stem"),
+    [
+        pytest.param(
+            "Привет, мир",
+            "conversation",
+            "%D0%BF%D1%80%D0%B8%D0%B2%D0%B5%D1%82-%D0%BC%D0%B8%D1%80",
+            id="cyrillic",
+        ),
+        pytest.param("Café au lait", "cafe-au-lait", "caf%C3%A9-au-lait", id="accents"),
+        pytest.param("東京 trip", "trip", "%E6%9D%B1%E4%BA%AC-trip", id="cjk"),
+    ],
+)
+def test_export_of_a_non_ascii_title_names_the_file_in_its_own_script(
+    signed_in, ada, title, ascii_stem, unicode_stem
+):
+    chat = make.conversation(ada, title)
+    make.chain(chat, ["hello"])
+    short = str(chat.id)[:8]
+
+    for extension in ("json", "md"):
+        response = signed_in.get(f"/c/{chat.id}/export.{extension}")
+
+        # Old clients read the ASCII name; the others prefer the UTF-8 one (RFC 6266).
+        assert response["Content-Disposition"] == (
+            f'attachment; filename="{ascii_stem}-{short}.{extension}"; '
+            f"filename*=UTF-8''{unicode_stem}-{short}.{extension}"
+        )
