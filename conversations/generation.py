@@ -112,6 +112,7 @@ class Generation:
         self.model = exchange.assistant_message.model
         self.queue: asyncio.Queue[object] = asyncio.Queue()
         self.parts: list[str] = []
+        self.length = 0
         self.seq = 0
         self.usage: Usage | None = None
         self.stop_requested = False
@@ -211,14 +212,16 @@ class Generation:
                 if pending and now - last_flush >= interval:
                     await self._flush(log, key, pending)
                     last_flush = now
-                if now - last_save >= checkpoint_every and len(self.content) != saved_len:
-                    saved_len = len(self.content)
+                # The length is kept as frames go out: joining the text on every token would
+                # cost a long answer quadratic time.
+                if now - last_save >= checkpoint_every and self.length != saved_len:
+                    saved_len = self.length
                     self._save_in_background(self.content)
                     last_save = now
                 if now - last_live >= liveness_every:
                     # The row's stamp (when no text changed) and the log's expiry, so neither
                     # a silent provider nor an hour of steady output looks like a dead process.
-                    if saved_len == len(self.content):
+                    if saved_len == self.length:
                         self._save_in_background(None)
                     await _best_effort("event log keepalive", lambda: log.keepalive(key))
                     last_live = now
@@ -244,6 +247,7 @@ class Generation:
         pending.clear()
         self.seq += 1
         self.parts.append(delta)
+        self.length += len(delta)
         seq = self.seq
         await _best_effort("event log append", lambda: log.append(key, seq=seq, delta=delta))
 
