@@ -15,8 +15,6 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from django.conf import settings
-from django.utils import timezone
 
 from conversations import frames, generation, selectors
 from conversations.errors import ChatError
@@ -317,8 +315,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if row.status != Message.Status.STREAMING:
             await self.send_done(await self.done_frame_from_row(row))
             return
-        stale_before = timezone.now().timestamp() - settings.CHAT_STALE_STREAM_SECONDS
-        if row.checkpointed_at is None or row.checkpointed_at.timestamp() < stale_before:
+        if row.checkpointed_at is None or row.checkpointed_at < generation.stale_cutoff():
             # Announced to every socket of the conversation, this one included.
             await generation.message_interrupt_and_announce(message_id=message_id)
             return

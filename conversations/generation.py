@@ -22,7 +22,7 @@ import uuid
 import weakref
 from contextlib import aclosing, suppress
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -80,24 +80,27 @@ async def render_html(content: str) -> str:
         return f"<p>{html.escape(content)}</p>"
 
 
-async def _best_effort(what: str, call) -> bool:
+async def _best_effort(
+    what: str, call, *, attempts: int | None = None, pause: float = 0.05
+) -> bool:
     """Run an awaitable factory a few times; False (and a warning) when it keeps failing.
 
     The event log and the channel layer are how sockets hear about an answer; a Redis blip must
     not end the answer itself, whose text is kept in memory and saved to the database."""
-    for attempt in range(1, LOG_ATTEMPTS + 1):
+    attempts = attempts or LOG_ATTEMPTS
+    for attempt in range(1, attempts + 1):
         try:
             await call()
             return True
         except asyncio.CancelledError:
             raise
         except Exception:
-            if attempt == LOG_ATTEMPTS:
+            if attempt == attempts:
                 logger.warning(
                     "%s failed %d times; going on without it", what, attempt, exc_info=True
                 )
                 return False
-            await asyncio.sleep(0.05 * attempt)
+            await asyncio.sleep(pause * attempt)
     return False
 
 
@@ -274,18 +277,12 @@ class Generation:
             "error_detail": error_detail,
             "content_html": content_html,
         }
-        for attempt in range(1, FINISH_ATTEMPTS + 1):
-            try:
-                await database_sync_to_async(services.message_finish)(**fields)
-                break
-            except Exception:
-                logger.warning(
-                    "generation %s: final save failed (attempt %d)",
-                    self.message_id,
-                    attempt,
-                    exc_info=True,
-                )
-                await asyncio.sleep(0.2 * attempt)
+        await _best_effort(
+            f"saving answer {self.message_id}",
+            lambda: database_sync_to_async(services.message_finish)(**fields),
+            attempts=FINISH_ATTEMPTS,
+            pause=0.2,
+        )
         done = frames.message_done(
             message_id=self.message_id,
             conversation_id=self.conversation_id,
@@ -574,6 +571,11 @@ async def generation_stop(*, user, message_id: uuid.UUID) -> None:
         await message_interrupt_and_announce(message_id=message_id, stopped=True)
 
 
+def stale_cutoff() -> datetime:
+    """A `streaming` answer last saved before this belongs to a process that died."""
+    return timezone.now() - timedelta(seconds=settings.CHAT_STALE_STREAM_SECONDS)
+
+
 def liveness_seconds() -> float:
     """How often a running answer refreshes its row even when no text arrives."""
     return max(1.0, settings.CHAT_STALE_STREAM_SECONDS / 3)
@@ -615,8 +617,9 @@ async def generation_recover_stale(*, engine: Engine | None = None) -> int:
     """Interrupt `streaming` answers not saved for CHAT_STALE_STREAM_SECONDS (their process
     died); answers running in this loop are skipped. Returns how many were interrupted."""
     engine = engine or generation_engine()
-    cutoff = timezone.now() - timedelta(seconds=settings.CHAT_STALE_STREAM_SECONDS)
-    ids = await database_sync_to_async(selectors.message_ids_stale_streaming)(saved_before=cutoff)
+    ids = await database_sync_to_async(selectors.message_ids_stale_streaming)(
+        saved_before=stale_cutoff()
+    )
     count = 0
     for message_id in ids:
         if message_id in engine.generations:
@@ -630,10 +633,7 @@ def generation_recover_on_start() -> int:
     """At server start (sync, before serving). With the in-process event log this process was the
     only writer, so every `streaming` answer is dead; with Redis other processes may be writing,
     so only stale ones are."""
-    if event_log_is_shared():
-        cutoff = timezone.now() - timedelta(seconds=settings.CHAT_STALE_STREAM_SECONDS)
-    else:
-        cutoff = None
+    cutoff = stale_cutoff() if event_log_is_shared() else None
     return services.message_interrupt_dead(saved_before=cutoff)
 
 
