@@ -197,6 +197,11 @@ USE_TZ = True
 # --- Providers --------------------------------------------------------------------------------
 # Where AuthFileMixin keeps its auth cache files when a provider is used as a library.
 PROVIDERS_AUTH_DIR = Path(env.str("PROVIDERS_AUTH_DIR", default=str(VAR_DIR / "auth")))
+# The local model (LlamaCpp) runs in a worker process; one that sends nothing for this long while
+# it has a request (no token, or a model still loading) is killed and replaced.
+LOCAL_MODEL_STALL_SECONDS = env.float("LOCAL_MODEL_STALL_SECONDS", default=120.0)
+# Tests only: a signal name (such as SIGILL) the worker dies of when its first request arrives.
+LOCAL_MODEL_WORKER_FAULT = env.str("LOCAL_MODEL_WORKER_FAULT", default="")
 
 # --- Logging ----------------------------------------------------------------------------------
 LOGGING = {

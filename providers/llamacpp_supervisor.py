@@ -1,0 +1,390 @@
+"""The server side of the local model's worker process (providers.llamacpp_worker).
+
+Each server process has one supervisor, `local_model`, which starts one worker on first use and
+streams answers from it. The worker's protocol is in providers.llamacpp_worker's docstring.
+
+- Requests queue in the server (first come, first served) and go to the worker one at a time.
+- Two threads per worker move bytes: one writes commands to its stdin (so a long conversation
+  never blocks an event loop on a full pipe), one reads its events, hands them to the waiting
+  request's event loop, and watches the clock: a worker that sends nothing for
+  LOCAL_MODEL_STALL_SECONDS while it has a request is killed.
+- When the worker dies (a signal, an exit, or killed for stalling), its request ends with a
+  ProviderError saying so, and the next request starts a fresh worker.
+- A stopped request keeps the worker until the worker confirms ("end"), which it does before
+  its next token: the next request then gets a worker that is really free.
+- At interpreter exit the worker's stdin is closed and the worker exits; if the server dies
+  without that, the pipe closes anyway and the worker exits just the same.
+"""
+
+import asyncio
+import atexit
+import itertools
+import json
+import logging
+import os
+import queue
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from providers.errors import (
+    BadRequestError,
+    ModelNotFoundError,
+    ProviderError,
+    ProviderTimeoutError,
+    ResponseError,
+)
+from providers.types import Chunk, FinishReason, Usage
+
+logger = logging.getLogger(__name__)
+
+# The folder that holds the `providers` package: the worker runs as `python -m` from there.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# How often the reader thread looks at the clock while the worker is silent.
+WATCH_INTERVAL = 0.25
+# How long a closing supervisor waits for its worker to exit before killing it.
+EXIT_GRACE_SECONDS = 3.0
+
+ERRORS_BY_KIND: dict[str, type[ProviderError]] = {
+    "bad_request": BadRequestError,
+    "model_not_found": ModelNotFoundError,
+    "upstream_error": ResponseError,
+}
+_END = object()
+_request_ids = itertools.count(1)
+
+
+class FifoSlot:
+    """One holder at a time, in order of arrival, awaitable from any event loop.
+
+    asyncio.Lock binds itself to the first loop that waits on it, but one worker serves every loop
+    of the process (a test's loop, a management command's asyncio.run), and the holder is let go
+    from the worker's reader thread.
+    """
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._held = False
+        self._waiters: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = deque()
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
+    async def acquire(self, *, max_wait: float | None) -> bool:
+        """Wait for the slot; False when `max_wait` seconds passed first."""
+        loop = asyncio.get_running_loop()
+        with self._mutex:
+            if not self._held:
+                self._held = True
+                return True
+            waiter = (loop, loop.create_future())
+            self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(max_wait):
+                await waiter[1]
+            return True
+        except BaseException as exc:
+            self._give_up(waiter)
+            if isinstance(exc, TimeoutError):
+                return False
+            raise
+
+    def _give_up(self, waiter: tuple) -> None:
+        with self._mutex:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+                return
+        # It was handed the slot just as it stopped waiting: pass it on.
+        self.release()
+
+    def release(self) -> None:
+        with self._mutex:
+            while self._waiters:
+                loop, future = self._waiters.popleft()
+                try:
+                    loop.call_soon_threadsafe(_grant, future)
+                    return
+                except RuntimeError:
+                    continue  # that waiter's loop is closed: it is gone
+            self._held = False
+
+
+def _grant(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class _Job:
+    """One request, as seen from the reader thread: where to hand its chunks."""
+
+    def __init__(self) -> None:
+        self.id = next(_request_ids)
+        self._loop = asyncio.get_running_loop()
+        self.chunks: asyncio.Queue[Any] = asyncio.Queue()
+
+    def deliver(self, item: object) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self.chunks.put_nowait, item)
+        except RuntimeError:
+            pass  # its event loop is closed: nobody is waiting for this answer any more
+
+
+def death_detail(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            cause = signal.Signals(-returncode).name
+        except ValueError:
+            cause = f"signal {-returncode}"
+    else:
+        cause = f"exit status {returncode}"
+    return (
+        f"The local model stopped unexpectedly ({cause}). The next message starts it again; "
+        "if this keeps happening, the server's llama.cpp build needs rebuilding."
+    )
+
+
+def _chunk_of(event: dict[str, Any]) -> object | None:
+    """What a worker event means to the request's stream (None: nothing to pass on)."""
+    kind = event["event"]
+    if kind == "text":
+        return event["text"]
+    if kind == "usage":
+        prompt, completion = event["prompt"], event["completion"]
+        return Usage(prompt, completion, prompt + completion)
+    if kind == "finish":
+        return FinishReason(event["reason"])
+    if kind == "error":
+        return ERRORS_BY_KIND.get(event["kind"], ResponseError)(event["message"])
+    if kind == "end":
+        return _END
+    return None
+
+
+class Worker:
+    """One worker process and the two threads that talk to it."""
+
+    def __init__(self, *, stall_seconds: float, fault: str, on_free) -> None:
+        command = [sys.executable, "-m", "providers.llamacpp_worker"]
+        if fault:
+            command += ["--fault", fault]
+        # Its own session: a Ctrl-C in the terminal is for the server, which then closes the
+        # worker's input; the worker does not print a traceback of its own.
+        self.process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=PROJECT_ROOT,
+            start_new_session=True,
+        )
+        self.stall_seconds = stall_seconds
+        self._on_free = on_free
+        self._mutex = threading.Lock()
+        self._job: _Job | None = None
+        self._last_event = time.monotonic()
+        self._stalled = False
+        self.dead = False
+        self._outbox: queue.Queue[bytes | None] = queue.Queue()
+        threading.Thread(target=self._write, name="llamacpp-writer", daemon=True).start()
+        threading.Thread(target=self._read, name="llamacpp-reader", daemon=True).start()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def begin(self, job: _Job, request: dict[str, Any]) -> bool:
+        """Send `job`'s request; False when the worker has died meanwhile."""
+        with self._mutex:
+            if self.dead:
+                return False
+            self._job, self._last_event = job, time.monotonic()
+        self._send({"op": "generate", "id": job.id, **request})
+        return True
+
+    def stop(self, job: _Job) -> None:
+        with self._mutex:
+            if self._job is not job:
+                return
+        self._send({"op": "stop", "id": job.id})
+
+    def close(self) -> None:
+        """Close its input (the worker exits), and kill it if it does not exit in time."""
+        self._outbox.put(None)
+        try:
+            self.process.wait(timeout=EXIT_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def _send(self, command: dict[str, Any]) -> None:
+        self._outbox.put(json.dumps(command).encode() + b"\n")
+
+    def _write(self) -> None:
+        stdin = self.process.stdin
+        while (data := self._outbox.get()) is not None:
+            try:
+                stdin.write(data)
+                stdin.flush()
+            except OSError:
+                break  # the worker is gone; the reader reports it
+        try:
+            stdin.close()
+        except OSError:
+            pass
+
+    def _read(self) -> None:
+        fd = self.process.stdout.fileno()
+        pending = b""
+        while True:
+            ready, _, _ = select.select([fd], [], [], WATCH_INTERVAL)
+            if not ready:
+                self._kill_if_stalled()
+                continue
+            data = os.read(fd, 65536)
+            if not data:
+                break
+            *lines, pending = (pending + data).split(b"\n")
+            try:
+                events = [json.loads(line) for line in lines]
+            except ValueError:
+                # Not the protocol: nothing it says can be trusted any more.
+                logger.error("LlamaCpp: the worker (pid %s) wrote garbage; killing it", self.pid)
+                self.process.kill()
+                continue
+            for event in events:
+                self._dispatch(event)
+        self._died(self.process.wait())
+
+    def _dispatch(self, event: dict[str, Any]) -> None:
+        chunk = _chunk_of(event)
+        with self._mutex:
+            job = self._job
+            if job is None or event["id"] != job.id:
+                return
+            self._last_event = time.monotonic()
+            if chunk is _END:
+                self._job = None
+        if chunk is not None:
+            job.deliver(chunk)
+        if chunk is _END:
+            self._on_free()
+
+    def _kill_if_stalled(self) -> None:
+        with self._mutex:
+            if self._job is None or time.monotonic() - self._last_event < self.stall_seconds:
+                return
+            self._stalled = True
+        logger.warning(
+            "LlamaCpp: the worker (pid %s) sent nothing for %gs; killing it",
+            self.pid,
+            self.stall_seconds,
+        )
+        self.process.kill()
+
+    def _died(self, returncode: int) -> None:
+        with self._mutex:
+            job, self._job, self.dead = self._job, None, True
+        self._outbox.put(None)
+        if job is None and returncode == 0:
+            return
+        if self._stalled:
+            error: ProviderError = ProviderTimeoutError(
+                f"The local model stopped answering (nothing for {self.stall_seconds:g} s) "
+                "and was restarted."
+            )
+        else:
+            error = ResponseError(death_detail(returncode))
+            logger.error("LlamaCpp: the worker (pid %s) died: %s", self.pid, error)
+        if job is not None:
+            job.deliver(error)
+            self._on_free()
+
+
+class Supervisor:
+    """The local model of one server process: its worker, started on first use, and the queue."""
+
+    def __init__(self) -> None:
+        self._slot = FifoSlot()
+        self._worker: Worker | None = None
+        self._mutex = threading.Lock()
+        self._exit_hook = False
+
+    @property
+    def worker(self) -> Worker | None:
+        """The current worker, if one was started (for tests and diagnostics)."""
+        return self._worker
+
+    @property
+    def busy(self) -> bool:
+        """Whether a request holds (or is being handed) the worker at this instant."""
+        return self._slot.held
+
+    async def stream(
+        self, request: dict[str, Any], *, queue_timeout: float | None
+    ) -> AsyncIterator[Chunk]:
+        """The chunks of one generation: text, then Usage and FinishReason; errors are raised."""
+        if not await self._slot.acquire(max_wait=queue_timeout):
+            raise ProviderTimeoutError("The local model is busy with other requests; try again.")
+        job = _Job()
+        try:
+            worker = self._begin(job, request)
+        except BaseException:
+            self._slot.release()
+            raise
+        over = False
+        try:
+            while True:
+                chunk = await job.chunks.get()
+                if chunk is _END:
+                    over = True
+                    return
+                if isinstance(chunk, ProviderError):
+                    over = True
+                    raise chunk
+                yield chunk
+        finally:
+            if not over:
+                # The worker stops before its next token and then frees the slot (see _dispatch).
+                worker.stop(job)
+
+    def _begin(self, job: _Job, request: dict[str, Any]) -> Worker:
+        for _ in range(2):
+            worker = self._running_worker()
+            if worker.begin(job, request):
+                return worker
+        raise ResponseError("The local model could not be started.")
+
+    def _running_worker(self) -> Worker:
+        with self._mutex:
+            if self._worker is None or self._worker.dead:
+                if self._worker is not None:
+                    self._worker.close()
+                self._worker = Worker(
+                    stall_seconds=settings.LOCAL_MODEL_STALL_SECONDS,
+                    fault=settings.LOCAL_MODEL_WORKER_FAULT,
+                    on_free=self._slot.release,
+                )
+                logger.info("LlamaCpp: started the model worker (pid %s)", self._worker.pid)
+                if not self._exit_hook:
+                    atexit.register(self.close)
+                    self._exit_hook = True
+            return self._worker
+
+    def close(self) -> None:
+        """End the worker (if any); the next request starts a new one."""
+        with self._mutex:
+            worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.close()
+
+
+local_model = Supervisor()
