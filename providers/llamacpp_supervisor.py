@@ -31,6 +31,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,15 @@ ERRORS_BY_KIND: dict[str, type[ProviderError]] = {
     "upstream_error": ResponseError,
 }
 _END = object()
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """The worker's report that a request failed; its "end" follows."""
+
+    error: ProviderError
+
+
 _request_ids = itertools.count(1)
 
 
@@ -139,18 +149,25 @@ class _Job:
             pass  # its event loop is closed: nobody is waiting for this answer any more
 
 
-def death_detail(returncode: int) -> str:
-    if returncode < 0:
-        try:
-            cause = signal.Signals(-returncode).name
-        except ValueError:
-            cause = f"signal {-returncode}"
-    else:
-        cause = f"exit status {returncode}"
-    return (
-        f"The local model stopped unexpectedly ({cause}). The next message starts it again; "
-        "if this keeps happening, the server's llama.cpp build needs rebuilding."
-    )
+class WorkerDiedError(ResponseError):
+    """The worker process ended while it had a request; `cause` is the signal or exit status."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(
+            f"The local model stopped unexpectedly ({cause}). The next message starts it again; "
+            "if this keeps happening, the server's llama.cpp build needs rebuilding."
+        )
+        self.cause = cause
+
+
+def death_cause(returncode: int) -> str:
+    """ "SIGILL" for a death by signal, "exit status 3" for an exit."""
+    if returncode >= 0:
+        return f"exit status {returncode}"
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
 
 
 def _chunk_of(event: dict[str, Any]) -> object | None:
@@ -164,7 +181,7 @@ def _chunk_of(event: dict[str, Any]) -> object | None:
     if kind == "finish":
         return FinishReason(event["reason"])
     if kind == "error":
-        return ERRORS_BY_KIND.get(event["kind"], ResponseError)(event["message"])
+        return _Failed(ERRORS_BY_KIND.get(event["kind"], ResponseError)(event["message"]))
     if kind == "end":
         return _END
     return None
@@ -173,7 +190,7 @@ def _chunk_of(event: dict[str, Any]) -> object | None:
 class Worker:
     """One worker process and the two threads that talk to it."""
 
-    def __init__(self, *, stall_seconds: float, fault: str, on_free) -> None:
+    def __init__(self, *, fault: str, on_free) -> None:
         command = [sys.executable, "-m", "providers.llamacpp_worker"]
         if fault:
             command += ["--fault", fault]
@@ -186,7 +203,6 @@ class Worker:
             cwd=PROJECT_ROOT,
             start_new_session=True,
         )
-        self.stall_seconds = stall_seconds
         self._on_free = on_free
         self._mutex = threading.Lock()
         self._job: _Job | None = None
@@ -273,20 +289,21 @@ class Worker:
             self._last_event = time.monotonic()
             if chunk is _END:
                 self._job = None
+        if chunk is _END:
+            # Freed first: whoever sees the end of an answer finds the worker free.
+            self._on_free()
         if chunk is not None:
             job.deliver(chunk)
-        if chunk is _END:
-            self._on_free()
 
     def _kill_if_stalled(self) -> None:
+        # Read on every look, so that a changed setting applies to a running worker too.
+        limit = settings.LOCAL_MODEL_STALL_SECONDS
         with self._mutex:
-            if self._job is None or time.monotonic() - self._last_event < self.stall_seconds:
+            if self._job is None or time.monotonic() - self._last_event < limit:
                 return
             self._stalled = True
         logger.warning(
-            "LlamaCpp: the worker (pid %s) sent nothing for %gs; killing it",
-            self.pid,
-            self.stall_seconds,
+            "LlamaCpp: the worker (pid %s) sent nothing for %gs; killing it", self.pid, limit
         )
         self.process.kill()
 
@@ -298,15 +315,14 @@ class Worker:
             return
         if self._stalled:
             error: ProviderError = ProviderTimeoutError(
-                f"The local model stopped answering (nothing for {self.stall_seconds:g} s) "
-                "and was restarted."
+                "The local model stopped answering and was restarted; send the message again."
             )
         else:
-            error = ResponseError(death_detail(returncode))
+            error = WorkerDiedError(death_cause(returncode))
             logger.error("LlamaCpp: the worker (pid %s) died: %s", self.pid, error)
         if job is not None:
-            job.deliver(error)
             self._on_free()
+            job.deliver(error)
 
 
 class Supervisor:
@@ -340,17 +356,22 @@ class Supervisor:
         except BaseException:
             self._slot.release()
             raise
-        over = False
+        over, failed = False, None
         try:
             while True:
                 chunk = await job.chunks.get()
                 if chunk is _END:
                     over = True
+                    if failed is not None:
+                        raise failed.error
                     return
-                if isinstance(chunk, ProviderError):
-                    over = True
+                if isinstance(chunk, _Failed):
+                    failed = chunk  # raised at its "end", once the worker is free again
+                elif isinstance(chunk, ProviderError):
+                    over = True  # the worker died: nothing more comes
                     raise chunk
-                yield chunk
+                else:
+                    yield chunk
         finally:
             if not over:
                 # The worker stops before its next token and then frees the slot (see _dispatch).
@@ -369,7 +390,6 @@ class Supervisor:
                 if self._worker is not None:
                     self._worker.close()
                 self._worker = Worker(
-                    stall_seconds=settings.LOCAL_MODEL_STALL_SECONDS,
                     fault=settings.LOCAL_MODEL_WORKER_FAULT,
                     on_free=self._slot.release,
                 )

@@ -4,8 +4,9 @@ from django.core.management.base import BaseCommand
 
 class Command(BaseCommand):
     help = (
-        "Everything `make run` does before serving: migrate, create the Local provider and the "
-        "first administrator when there are none, collect static files."
+        "Everything `make run` does before serving: migrate, create the Local provider (once a "
+        "short test answer shows the local model runs here) and the first administrator when "
+        "there are none, collect static files."
     )
 
     def handle(self, *args, **options):
