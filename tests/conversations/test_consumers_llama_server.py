@@ -33,7 +33,7 @@ async def test_chat_over_the_socket_with_llama_cpp_server_upstream(
     socket = await open_socket(user)
     _, _, answer = await start_chat(
         socket,
-        content="The capital of France is",
+        content="Write a long story about a dragon.",
         options={"max_tokens": 24, "temperature": 0},
     )
     assert answer["provider"] == "llama-server"

@@ -1,8 +1,9 @@
 """The OpenAI-compatible provider against a real server we did not write: llama-cpp-python's.
 
-The server (tests/llama_server.py) runs the packaged Gemma 3 270M model. Answers use greedy
-decoding (temperature 0) and a prompt this base model continues for about ninety tokens, so a
-short max_tokens always cuts the answer and the streams are never one-token long.
+The server (tests/llama_server.py) runs the packaged SmolLM2-135M-Instruct model. Answers use
+greedy decoding (temperature 0) and a request for a long story, which this model answers with
+hundreds of tokens, so a short max_tokens always cuts the answer and the streams are never
+one-token long.
 """
 
 import asyncio
@@ -23,7 +24,7 @@ from tests.llama_server import LlamaServer
 
 pytestmark = pytest.mark.local_model
 
-PROMPT = [{"role": "user", "content": "The capital of France is"}]
+PROMPT = [{"role": "user", "content": "Write a long story about a dragon."}]
 MAX_TOKENS = 12
 # A conversation longer than the server's context (about one token per word).
 TOO_LONG = [{"role": "user", "content": "word " * 3000}]
