@@ -209,6 +209,9 @@ class Worker:
         self._last_event = time.monotonic()
         self._stalled = False
         self.dead = False
+        # Requests that ended early on a stop, rather than running to their end: for tests and
+        # diagnostics.
+        self.stops_honoured = 0
         self._outbox: queue.Queue[bytes | None] = queue.Queue()
         threading.Thread(target=self._write, name="llamacpp-writer", daemon=True).start()
         threading.Thread(target=self._read, name="llamacpp-reader", daemon=True).start()
@@ -289,6 +292,7 @@ class Worker:
             self._last_event = time.monotonic()
             if chunk is _END:
                 self._job = None
+                self.stops_honoured += bool(event.get("stopped"))
         if chunk is _END:
             # Freed first: whoever sees the end of an answer finds the worker free.
             self._on_free()

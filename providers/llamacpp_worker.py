@@ -22,7 +22,8 @@ library prints can corrupt the stream):
     {"id": 7, "event": "usage", "prompt": 31, "completion": 8}
     {"id": 7, "event": "finish", "reason": "stop"}     or "length"
     {"id": 7, "event": "error", "kind": "bad_request", "message": "..."}   short, for users
-    {"id": 7, "event": "end"}                          always last; the worker is free again
+    {"id": 7, "event": "end", "stopped": false}        always last; the worker is free again
+                                                       ("stopped": it ended early, on a stop)
 
 The server sends a request only after the previous one's "end": requests queue in the server.
 `--fault SIGNAL` (tests only) makes the worker die of SIGNAL when its first request arrives.
@@ -269,8 +270,8 @@ class LoadedModel:
 
 def generate(
     model: LoadedModel, request: dict[str, Any], emit: Emit, cancelled: Callable[[], bool]
-) -> None:
-    """Run one generation, emitting its events (all but "end")."""
+) -> bool:
+    """Run one generation, emitting its events (all but "end"); True when it was stopped."""
     llm = model.get(path=request["path"], n_ctx=request["n_ctx"], n_threads=request["n_threads"])
     emit({"event": "loaded"})
     fmt = prompt_format(llm, request["chat_format"])
@@ -298,7 +299,7 @@ def generate(
     try:
         for token in tokens:
             if cancelled():
-                return
+                return True
             if is_end_of_generation(llm, token):
                 finish = "stop"
                 break
@@ -326,6 +327,7 @@ def generate(
             emit({"event": "text", "text": pending})
     emit({"event": "usage", "prompt": len(prompt), "completion": completion_tokens})
     emit({"event": "finish", "reason": finish})
+    return False
 
 
 # --- The process -----------------------------------------------------------------------------
@@ -374,15 +376,16 @@ def answer(
         output.write(json.dumps({"id": request_id, **event}) + "\n")
         output.flush()
 
+    stopped = False
     try:
-        generate(model, request, emit, lambda: request_id in commands.stopped)
+        stopped = generate(model, request, emit, lambda: request_id in commands.stopped)
     except RequestError as exc:
         emit({"event": "error", "kind": exc.kind, "message": str(exc)})
     except Exception:
         logger.exception("LlamaCpp: generation failed")
         emit({"event": "error", "kind": "upstream_error", "message": "The local model failed."})
     commands.stopped.discard(request_id)
-    emit({"event": "end"})
+    emit({"event": "end", "stopped": stopped})
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -293,10 +293,11 @@ async def stop_after_first_delta(how: str) -> None:
 @pytest.mark.parametrize("how", ["close", "cancel"])
 async def test_a_stop_mid_generation_frees_the_worker_for_the_next_request(how):
     await collect(max_tokens=1)
-    pid = worker_pid()
+    pid, honoured = worker_pid(), local_model.worker.stops_honoured
     await stop_after_first_delta(how)
-    # The worker confirms the stop before its next token; it was not killed to get there.
+    # The worker ends the request early, before its next token; it was not killed to get there.
     await wait_until(lambda: not local_model.busy, "the worker is free")
+    assert local_model.worker.stops_honoured == honoured + 1
     assert worker_pid() == pid and process_exists(pid)
     chunks = await collect(max_tokens=4)
     assert usage_of(chunks).completion_tokens == 4
