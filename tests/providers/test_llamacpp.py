@@ -8,6 +8,7 @@ over a hundred tokens, STORY one it goes on with past any max_tokens used here.
 import asyncio
 import os
 import signal
+import sys
 
 import pytest
 
@@ -29,7 +30,7 @@ from providers.llamacpp import (
     packaged_model_path,
     with_system_prompt,
 )
-from providers.llamacpp_supervisor import WorkerDiedError, local_model
+from providers.llamacpp_supervisor import PROJECT_ROOT, WorkerDiedError, local_model
 from providers.llamacpp_worker import prompt_format, render, split_at_stop
 from providers.types import FinishReason, Usage
 
@@ -420,3 +421,58 @@ async def test_a_file_that_is_not_gguf_is_a_load_error_and_the_worker_carries_on
     chunks = await collect(max_tokens=2)
     assert isinstance(chunks[-1], FinishReason)
     assert worker_pid() == pid
+
+
+# --- The worker's lifetime follows its server process ----------------------------------------
+
+SERVER_SCRIPT = """
+import asyncio, os, sys, django
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
+django.setup()
+from providers.llamacpp import PACKAGED_MODEL, LlamaCpp
+from providers.llamacpp_supervisor import local_model
+
+async def answer():
+    messages = [{"role": "user", "content": "Hi"}]
+    async for _ in LlamaCpp.create_async_generator(PACKAGED_MODEL, messages, max_tokens=2):
+        pass
+
+asyncio.run(answer())
+print(local_model.worker.pid, flush=True)
+if sys.argv[1] == "wait":
+    sys.stdin.read()
+"""
+
+
+def is_gone(pid: int) -> bool:
+    """No such process, or only its exit status left (a zombie nobody has reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(") ", 1)[1].startswith("Z")
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.parametrize("server_ends", ["exits", "is_killed"])
+async def test_the_worker_ends_with_its_server_process(server_ends):
+    server = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        SERVER_SCRIPT,
+        "exit" if server_ends == "exits" else "wait",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        cwd=PROJECT_ROOT,
+    )
+    try:
+        async with asyncio.timeout(STATE_TIMEOUT):
+            worker = int(await server.stdout.readline())
+        assert not is_gone(worker) or server_ends == "exits"
+        if server_ends == "is_killed":
+            server.kill()  # no exit hooks: the worker only sees its input close
+        await asyncio.wait_for(server.wait(), STATE_TIMEOUT)
+        await wait_until(lambda: is_gone(worker), "the worker has exited")
+    finally:
+        if server.returncode is None:
+            server.kill()
+            await server.wait()
