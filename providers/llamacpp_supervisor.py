@@ -397,7 +397,7 @@ class Supervisor:
                     fault=settings.LOCAL_MODEL_WORKER_FAULT,
                     on_free=self._slot.release,
                 )
-                logger.info("LlamaCpp: started the model worker (pid %s)", self._worker.pid)
+                logger.debug("LlamaCpp: started the model worker (pid %s)", self._worker.pid)
                 if not self._exit_hook:
                     atexit.register(self.close)
                     self._exit_hook = True
