@@ -74,8 +74,9 @@ async def answer(ws, content: str, conversation=None, *, on_first_delta=None) ->
             return conversation, frame
 
 
-def healthz(server: LiveServer) -> int:
-    with urllib.request.urlopen(server.url + "/healthz", timeout=WAIT) as response:
+def page_status(server: LiveServer) -> int:
+    """The status of the front page (the sign-in page it redirects to) for a new visitor."""
+    with urllib.request.urlopen(server.url + "/", timeout=WAIT) as response:
         return response.status
 
 
@@ -98,7 +99,7 @@ async def test_a_worker_killed_under_daphne_ends_one_answer_and_the_server_serve
         assert done["status"] == "error"
         assert done["error"]["detail"].startswith("The local model stopped unexpectedly (SIGKILL).")
         assert server.process.poll() is None
-        assert await asyncio.to_thread(healthz, server) == 200
+        assert await asyncio.to_thread(page_status, server) == 200
         _, done = await answer(ws, "Who wrote Romeo and Juliet?", conversation)
         assert done["status"] == "complete" and done["content"].strip()
     [worker] = children_of(server.process.pid)
