@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
     "chatsite",
     "providers",
     "conversations",
@@ -79,6 +80,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    # Last, as axes asks: it turns a lock-out its backend detected into the page that says so.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "chatsite.urls"
@@ -152,6 +155,27 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Login throttling (chatsite.throttling, on django-axes): failures are counted per client address
+# and per username; at LOGIN_FAILURE_LIMIT that address or username is locked out for
+# LOGIN_COOLOFF_SECONDS, doubled for every further failure, up to LOGIN_MAX_COOLOFF_SECONDS.
+# Admins see and clear lock-outs in the admin ("Access attempts").
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+LOGIN_COOLOFF_SECONDS = env.int("LOGIN_COOLOFF_SECONDS", default=60)
+LOGIN_MAX_COOLOFF_SECONDS = env.int("LOGIN_MAX_COOLOFF_SECONDS", default=24 * 3600)
+AUTHENTICATION_BACKENDS = [
+    "chatsite.throttling.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+# Either one alone locks out: one address guessing many usernames, or many addresses guessing
+# one user's password.
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_COOLOFF_TIME = "chatsite.throttling.login_cool_off"
+AXES_LOCKOUT_CALLABLE = "chatsite.throttling.login_locked_out"
+AXES_RESET_ON_SUCCESS = True
+# The peer address only: a client-supplied X-Forwarded-For would let every guess come from a new
+# "address". Behind a proxy, have Daphne take the address from the proxy's header instead.
+AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
