@@ -265,5 +265,8 @@ CHAT_STREAM_RETENTION_SECONDS = env.int("CHAT_STREAM_RETENTION_SECONDS", default
 CHAT_STREAM_MAXLEN = env.int("CHAT_STREAM_MAXLEN", default=10_000)
 # How many messages of the branch go to the provider as context (newest kept).
 CHAT_HISTORY_MESSAGES = env.int("CHAT_HISTORY_MESSAGES", default=100)
+# An open socket checks this often that its session still signs its user in (sign-outs, password
+# changes and deactivations close sockets at once; this catches sessions that expire).
+CHAT_SESSION_RECHECK_SECONDS = env.float("CHAT_SESSION_RECHECK_SECONDS", default=60.0)
 # Name of a provider config that writes conversation titles; empty: the first words of the chat.
 CHAT_TITLE_PROVIDER = env.str("CHAT_TITLE_PROVIDER", default="")
