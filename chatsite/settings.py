@@ -270,3 +270,16 @@ CHAT_HISTORY_MESSAGES = env.int("CHAT_HISTORY_MESSAGES", default=100)
 CHAT_SESSION_RECHECK_SECONDS = env.float("CHAT_SESSION_RECHECK_SECONDS", default=60.0)
 # Name of a provider config that writes conversation titles; empty: the first words of the chat.
 CHAT_TITLE_PROVIDER = env.str("CHAT_TITLE_PROVIDER", default="")
+
+# --- HTTP limits (chatsite.server in front of Daphne, chatsite.request_limits in front of Django)
+# A request head must be complete this long after the connection opens (or the last response).
+HTTP_HEAD_TIMEOUT_SECONDS = env.float("HTTP_HEAD_TIMEOUT_SECONDS", default=30.0)
+# A connection that sends nothing for this long is closed: a stalled body, an idle keep-alive.
+HTTP_IDLE_TIMEOUT_SECONDS = env.float("HTTP_IDLE_TIMEOUT_SECONDS", default=30.0)
+# Largest request body from a client that is not signed in (the sign-in form is tiny).
+HTTP_MAX_ANONYMOUS_BODY_BYTES = env.int("HTTP_MAX_ANONYMOUS_BODY_BYTES", default=16 * 1024)
+# Largest request body from a signed-in user, except imports (their own limit, 20 MB): room for
+# the chat form's message and system prompt at CHAT_MAX_CONTENT_BYTES each, percent-encoded.
+HTTP_MAX_BODY_BYTES = env.int(
+    "HTTP_MAX_BODY_BYTES", default=max(1024 * 1024, 6 * CHAT_MAX_CONTENT_BYTES + 64 * 1024)
+)
