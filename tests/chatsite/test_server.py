@@ -19,9 +19,8 @@ WAIT = 15
 
 @pytest.fixture
 def server(tmp_path):
-    live = LiveServer(
-        tmp_path / "server.log", HTTP_HEAD_TIMEOUT_SECONDS=TIMEOUT, HTTP_IDLE_TIMEOUT_SECONDS=TIMEOUT
-    )
+    short = {"HTTP_HEAD_TIMEOUT_SECONDS": TIMEOUT, "HTTP_IDLE_TIMEOUT_SECONDS": TIMEOUT}
+    live = LiveServer(tmp_path / "server.log", **short)
     live.start()
     yield live
     live.stop()
