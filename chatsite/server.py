@@ -14,13 +14,15 @@ that trickle their request head (its `--http-timeout` starts only once the body 
   keep-alive (Twisted's idle timeout, paused while a response is being produced);
 - a `Content-Length` over the route's limit (chatsite.request_limits) is answered 413 and the
   connection closed before any of the body is read; a chunked body is counted and cut off the
-  same way.
+  same way;
+- a WebSocket frame over Daphne's message limit closes the socket with 1009 and a reason.
 """
 
 import os
 import sys
 
 from daphne.http_protocol import HTTPFactory, WebRequest
+from daphne.ws_protocol import WebSocketFactory
 from twisted.web import http
 
 from chatsite.request_limits import request_body_limit, session_key_of, too_large_body
@@ -124,13 +126,23 @@ class LimitedHTTPFactory(HTTPFactory):
         return channel
 
 
+class ClosingWebSocketFactory(WebSocketFactory):
+    def setProtocolOptions(self, **options) -> None:
+        # Autobahn's default answers a protocol violation by dropping the TCP connection, which
+        # a browser reports as 1006 with no reason. With a close frame instead, a frame over
+        # Daphne's size limit (1 MiB) ends the socket with 1009 "message too big" and says why
+        # (RFC 6455, section 7.4.1).
+        super().setProtocolOptions(failByDrop=False, **options)
+
+
 def main(argv: list[str]) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
     import daphne.server
     from daphne.cli import CommandLineInterface
 
-    # Daphne builds its HTTP factory inside Server.run, with no option to pass another one.
+    # Daphne builds its factories inside Server.run, with no option to pass others.
     daphne.server.HTTPFactory = LimitedHTTPFactory
+    daphne.server.WebSocketFactory = ClosingWebSocketFactory
     CommandLineInterface().run(argv)
 
 

@@ -233,6 +233,8 @@ LOGGING = {
         "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         # Django logs request bodies of failing requests at DEBUG; never let a token reach a log.
         "django.db.backends": {"level": "INFO"},
+        # Every sign-in and sign-out is an INFO line of axes; failures and lock-outs are warnings.
+        "axes": {"level": "WARNING"},
     },
 }
 

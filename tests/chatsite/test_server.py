@@ -110,3 +110,22 @@ def test_a_quiet_chat_socket_outlives_the_http_timeouts(server, django_user_mode
             assert (answer["type"], answer["code"]) == ("error", "not_found")
 
     asyncio.run(chat())
+
+
+def test_a_frame_over_one_mebibyte_closes_the_socket_with_1009_and_a_reason(
+    server, django_user_model
+):
+    cookie = session_cookie(django_user_model.objects.create_user(username="ada"))
+
+    async def chat():
+        headers = {"Cookie": cookie}
+        async with connect(
+            server.ws_url + "/ws/chat/", origin=server.url, additional_headers=headers
+        ) as ws:
+            await ws.send("x" * (1024 * 1024 + 1))
+            await asyncio.wait_for(ws.wait_closed(), WAIT)
+            return ws.close_code, ws.close_reason
+
+    code, reason = asyncio.run(chat())
+    assert code == 1009
+    assert "exceeds payload limit" in reason
