@@ -267,6 +267,10 @@ CHAT_STREAM_RETENTION_SECONDS = env.int("CHAT_STREAM_RETENTION_SECONDS", default
 CHAT_STREAM_MAXLEN = env.int("CHAT_STREAM_MAXLEN", default=10_000)
 # How many messages of the branch go to the provider as context (newest kept).
 CHAT_HISTORY_MESSAGES = env.int("CHAT_HISTORY_MESSAGES", default=100)
+# The longest an answer may take, and the longest wait for its next token once it has begun:
+# past either, it ends with an error (keeping its text) and frees its slot and upstream.
+CHAT_MAX_ANSWER_SECONDS = env.float("CHAT_MAX_ANSWER_SECONDS", default=600.0)
+CHAT_ANSWER_IDLE_SECONDS = env.float("CHAT_ANSWER_IDLE_SECONDS", default=120.0)
 # An open socket checks this often that its session still signs its user in (sign-outs, password
 # changes and deactivations close sockets at once; this catches sessions that expire).
 CHAT_SESSION_RECHECK_SECONDS = env.float("CHAT_SESSION_RECHECK_SECONDS", default=60.0)
