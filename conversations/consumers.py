@@ -79,8 +79,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.created_sent: dict[uuid.UUID, None] = {}
         self.done_sent: dict[uuid.UUID, None] = {}
         self.background: set[asyncio.Task[None]] = set()
-        # Before accepting: a sign-out from here on reaches this socket.
-        await self.channel_layer.group_add(user_group(user.pk), self.channel_name)
+        # Before accepting: a sign-out from here on reaches this socket. Should the channel
+        # layer fail, the socket still works; its periodic session check still ends it.
+        try:
+            await self.channel_layer.group_add(user_group(user.pk), self.channel_name)
+        except Exception:
+            logger.warning("chat socket: joining the user's group failed", exc_info=True)
         await self.accept()
         self.run_in_background(self.recheck_session_forever())
         await generation.generation_engine().ensure_started()
