@@ -86,9 +86,11 @@ class LimitedHTTPChannel(http.HTTPChannel):
         super().allHeadersReceived()
 
     def requestDone(self, request) -> None:
-        super().requestDone(request)
+        # Started first: a pipelined request already buffered is parsed inside requestDone,
+        # and its head must stop this timer, not be followed by it.
         if self.persistent and not self.refused:
             self._start_head_timer()
+        super().requestDone(request)
 
     def refuse(self, status: int, reason: bytes, body: bytes) -> None:
         """Answer `status` and close, reading nothing more of this connection."""
