@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
     "chatsite",
     "providers",
     "conversations",
@@ -79,6 +80,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    # Last, as axes asks: it turns a lock-out its backend detected into the page that says so.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "chatsite.urls"
@@ -152,6 +155,27 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Login throttling (chatsite.throttling, on django-axes): failures are counted per client address
+# and per username; at LOGIN_FAILURE_LIMIT that address or username is locked out for
+# LOGIN_COOLOFF_SECONDS, doubled for every further failure, up to LOGIN_MAX_COOLOFF_SECONDS.
+# Admins see and clear lock-outs in the admin ("Access attempts").
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+LOGIN_COOLOFF_SECONDS = env.int("LOGIN_COOLOFF_SECONDS", default=60)
+LOGIN_MAX_COOLOFF_SECONDS = env.int("LOGIN_MAX_COOLOFF_SECONDS", default=24 * 3600)
+AUTHENTICATION_BACKENDS = [
+    "chatsite.throttling.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+# Either one alone locks out: one address guessing many usernames, or many addresses guessing
+# one user's password.
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_COOLOFF_TIME = "chatsite.throttling.login_cool_off"
+AXES_LOCKOUT_CALLABLE = "chatsite.throttling.login_locked_out"
+AXES_RESET_ON_SUCCESS = True
+# The peer address only: a client-supplied X-Forwarded-For would let every guess come from a new
+# "address". Behind a proxy, have Daphne take the address from the proxy's header instead.
+AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
@@ -214,6 +238,8 @@ LOGGING = {
         "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         # Django logs request bodies of failing requests at DEBUG; never let a token reach a log.
         "django.db.backends": {"level": "INFO"},
+        # Every sign-in and sign-out is an INFO line of axes; failures and lock-outs are warnings.
+        "axes": {"level": "WARNING"},
     },
 }
 
@@ -246,5 +272,25 @@ CHAT_STREAM_RETENTION_SECONDS = env.int("CHAT_STREAM_RETENTION_SECONDS", default
 CHAT_STREAM_MAXLEN = env.int("CHAT_STREAM_MAXLEN", default=10_000)
 # How many messages of the branch go to the provider as context (newest kept).
 CHAT_HISTORY_MESSAGES = env.int("CHAT_HISTORY_MESSAGES", default=100)
+# The longest an answer may take, and the longest wait for its next token once it has begun:
+# past either, it ends with an error (keeping its text) and frees its slot and upstream.
+CHAT_MAX_ANSWER_SECONDS = env.float("CHAT_MAX_ANSWER_SECONDS", default=600.0)
+CHAT_ANSWER_IDLE_SECONDS = env.float("CHAT_ANSWER_IDLE_SECONDS", default=120.0)
+# An open socket checks this often that its session still signs its user in (sign-outs, password
+# changes and deactivations close sockets at once; this catches sessions that expire).
+CHAT_SESSION_RECHECK_SECONDS = env.float("CHAT_SESSION_RECHECK_SECONDS", default=60.0)
 # Name of a provider config that writes conversation titles; empty: the first words of the chat.
 CHAT_TITLE_PROVIDER = env.str("CHAT_TITLE_PROVIDER", default="")
+
+# --- HTTP limits (chatsite.server in front of Daphne, chatsite.request_limits in front of Django)
+# A request head must be complete this long after the connection opens (or the last response).
+HTTP_HEAD_TIMEOUT_SECONDS = env.float("HTTP_HEAD_TIMEOUT_SECONDS", default=30.0)
+# A connection that sends nothing for this long is closed: a stalled body, an idle keep-alive.
+HTTP_IDLE_TIMEOUT_SECONDS = env.float("HTTP_IDLE_TIMEOUT_SECONDS", default=30.0)
+# Largest request body from a client that is not signed in (the sign-in form is tiny).
+HTTP_MAX_ANONYMOUS_BODY_BYTES = env.int("HTTP_MAX_ANONYMOUS_BODY_BYTES", default=16 * 1024)
+# Largest request body from a signed-in user, except imports (their own limit, 20 MB): room for
+# the chat form's message and system prompt at CHAT_MAX_CONTENT_BYTES each, percent-encoded.
+HTTP_MAX_BODY_BYTES = env.int(
+    "HTTP_MAX_BODY_BYTES", default=max(1024 * 1024, 6 * CHAT_MAX_CONTENT_BYTES + 64 * 1024)
+)

@@ -15,11 +15,12 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 
 from conversations import frames, generation, selectors
 from conversations.errors import ChatError
 from conversations.eventlog import event_log
-from conversations.groups import conversation_group
+from conversations.groups import conversation_group, user_group
 from conversations.models import Message
 from conversations.protocol import (
     ChatEdit,
@@ -33,6 +34,7 @@ from conversations.protocol import (
 )
 from conversations.rendering import message_html
 from conversations.services import NOT_FOUND
+from conversations.sessions import session_signs_in
 
 logger = logging.getLogger(__name__)
 
@@ -77,18 +79,26 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.created_sent: dict[uuid.UUID, None] = {}
         self.done_sent: dict[uuid.UUID, None] = {}
         self.background: set[asyncio.Task[None]] = set()
+        # Before accepting: a sign-out from here on reaches this socket. Should the channel
+        # layer fail, the socket still works; its periodic session check still ends it.
+        try:
+            await self.channel_layer.group_add(user_group(user.pk), self.channel_name)
+        except Exception:
+            logger.warning("chat socket: joining the user's group failed", exc_info=True)
         await self.accept()
+        self.run_in_background(self.recheck_session_forever())
         await generation.generation_engine().ensure_started()
 
     async def disconnect(self, code: int) -> None:
         # The answers go on: only this socket's reading of them stops.
         for task in [*getattr(self, "followers", {}).values(), *getattr(self, "background", ())]:
             task.cancel()
-        for conversation_id in getattr(self, "subscriptions", {}):
+        groups = [conversation_group(id_) for id_ in getattr(self, "subscriptions", {})]
+        if hasattr(self, "user"):
+            groups.append(user_group(self.user.pk))
+        for group in groups:
             with suppress(Exception):
-                await self.channel_layer.group_discard(
-                    conversation_group(conversation_id), self.channel_name
-                )
+                await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         request_id = None
@@ -334,6 +344,39 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def send_done(self, frame: dict[str, Any]) -> None:
         if _remember(self.done_sent, uuid.UUID(frame["message"])):
             await self.send_json(frame)
+
+    # --- the session behind the socket (conversations.sessions) ------------------------------
+
+    def run_in_background(self, work) -> None:
+        task = asyncio.create_task(work)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def close_unless_signed_in(self) -> bool:
+        session = self.scope.get("session")
+        key = session.session_key if session is not None else None
+        if await session_signs_in(session_key=key, user_id=self.user.pk):
+            return False
+        await self.close(code=CLOSE_UNAUTHENTICATED)
+        return True
+
+    async def recheck_session_forever(self) -> None:
+        while True:
+            await asyncio.sleep(settings.CHAT_SESSION_RECHECK_SECONDS)
+            try:
+                if await self.close_unless_signed_in():
+                    return
+            except Exception:
+                logger.warning("chat socket: checking the session failed", exc_info=True)
+
+    async def chat_session_recheck(self, event: dict[str, Any]) -> None:
+        """Sent to the user's group on sign-out, password change, deactivation."""
+        session = self.scope.get("session")
+        if event.get("ended_session") and session is not None:
+            if event["ended_session"] == session.session_key:
+                await self.close(code=CLOSE_UNAUTHENTICATED)
+                return
+        await self.close_unless_signed_in()
 
     # --- control messages from the channel layer (group of each subscribed conversation) ----
 

@@ -10,3 +10,11 @@ class ChatError(Exception):
         super().__init__(detail)
         self.code = code
         self.detail = detail
+
+
+def error_detail_for_user(*, code: str, detail: str) -> str:
+    """An answer's error as its user sees it (frames, pages, exports): a fixed sentence for
+    anything a provider reported, the engine's own words otherwise."""
+    from providers.errors import error_sentence
+
+    return error_sentence(code) or detail

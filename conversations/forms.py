@@ -6,11 +6,19 @@ from typing import Any
 
 from django import forms
 
-from conversations.protocol import ChatSend
+from conversations.errors import ChatError
+from conversations.protocol import ChatSend, text_within_limit
 
 # An upload is read into memory to be parsed; anything bigger is not one of our exports.
 IMPORT_MAX_BYTES = 20 * 1024 * 1024
-CONTENT_MAX_LENGTH = 100_000
+
+
+def _within_content_limit(value: str, name: str) -> str:
+    """The socket's rule (bytes, not characters), as a form error."""
+    try:
+        return text_within_limit(value, name)
+    except ChatError as exc:
+        raise forms.ValidationError(exc.detail, code=exc.code) from None
 
 
 def target_value(*, name: str, model: str) -> str:
@@ -54,7 +62,6 @@ class ConversationSettingsForm(forms.Form):
     system = forms.CharField(
         label="System prompt",
         required=False,
-        max_length=CONTENT_MAX_LENGTH,
         widget=forms.Textarea(
             attrs={"rows": 3, "placeholder": "How the assistant should behave in this chat"}
         ),
@@ -64,6 +71,9 @@ class ConversationSettingsForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.targets = targets
         self.fields["target"].choices = target_choices(targets)
+
+    def clean_system(self) -> str:
+        return _within_content_limit(self.cleaned_data["system"], "system")
 
     def clean_target(self) -> tuple[str, str] | None:
         value = self.cleaned_data.get("target") or ""
@@ -83,7 +93,6 @@ class ConversationSettingsForm(forms.Form):
 class ComposerForm(ConversationSettingsForm):
     content = forms.CharField(
         label="Message",
-        max_length=CONTENT_MAX_LENGTH,
         strip=False,
         widget=forms.Textarea(attrs={"rows": 1, "placeholder": "Send a message"}),
     )
@@ -92,7 +101,7 @@ class ComposerForm(ConversationSettingsForm):
     field_order = ["content", "parent", "target", "temperature", "max_tokens", "system"]
 
     def clean_content(self) -> str:
-        content = self.cleaned_data["content"]
+        content = _within_content_limit(self.cleaned_data["content"], "content")
         if not content.strip():
             raise forms.ValidationError("Write a message first.")
         return content

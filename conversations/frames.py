@@ -4,6 +4,7 @@ consumer, the engine and the docs cannot drift apart. Pure functions: no I/O."""
 import uuid
 from typing import Any
 
+from conversations.errors import error_detail_for_user
 from conversations.models import Conversation, Message
 
 
@@ -109,7 +110,14 @@ def message_done(
         "content": content,
         "html": html,
         "usage": usage,
-        "error": {"code": error_code, "detail": error_detail} if error_code else None,
+        "error": (
+            {
+                "code": error_code,
+                "detail": error_detail_for_user(code=error_code, detail=error_detail),
+            }
+            if error_code
+            else None
+        ),
         "provider": provider,
         "model": model,
     }

@@ -104,6 +104,33 @@ async def _best_effort(
     return False
 
 
+def _answer_too_long() -> ProviderError:
+    minutes = settings.CHAT_MAX_ANSWER_SECONDS / 60
+    length = f"{minutes:g} minutes" if minutes >= 1 else f"{settings.CHAT_MAX_ANSWER_SECONDS:g} s"
+    return ProviderError(
+        f"The answer took longer than {length}, the most an answer may take, and was ended.",
+        code="answer_too_long",
+    )
+
+
+async def _with_idle_limit(stream, seconds: float):
+    """The stream's chunks; once the first has come, a wait of more than `seconds` for the next
+    ends it with a ProviderError (`answer_idle`). The first chunk may take as long as the
+    provider's own timeout allows (a model may think, or queue, before it writes)."""
+    chunk = await anext(stream, _END)
+    while chunk is not _END:
+        yield chunk
+        try:
+            chunk = await asyncio.wait_for(anext(stream, _END), seconds)
+        except ProviderError:
+            raise
+        except TimeoutError:
+            raise ProviderError(
+                f"The provider sent nothing for {seconds:g} seconds, so the answer was ended.",
+                code="answer_idle",
+            ) from None
+
+
 class Generation:
     """One answer being written. Created by generation_start; runs until its task ends."""
 
@@ -141,11 +168,15 @@ class Generation:
             stream = stream_chat(
                 exchange.target, exchange.history, model=exchange.model, **exchange.options
             )
-            async with aclosing(stream):
-                async for chunk in stream:
+            # However the upstream behaves, an answer ends: an unwatched endless one would hold
+            # one of its user's slots and an upstream connection until someone stopped it.
+            async with asyncio.timeout(settings.CHAT_MAX_ANSWER_SECONDS), aclosing(stream):
+                async for chunk in _with_idle_limit(stream, settings.CHAT_ANSWER_IDLE_SECONDS):
                     self.queue.put_nowait(chunk)
         except ProviderError as exc:
             self.queue.put_nowait(_Failure(exc))
+        except TimeoutError:
+            self.queue.put_nowait(_Failure(_answer_too_long()))
         except Exception:
             logger.exception("generation %s: the provider stream failed", self.message_id)
             self.queue.put_nowait(_Failure(ProviderError(code="internal")))
@@ -262,6 +293,12 @@ class Generation:
         error_code, error_detail = "", ""
         if failure is not None:
             error_code, error_detail = failure.code, str(failure)
+            if status == Message.Status.ERROR:
+                # Users are told a fixed sentence (conversations.errors); the detail is here and
+                # in the admin.
+                logger.warning(
+                    "answer %s failed: %s: %s", self.message_id, error_code, error_detail
+                )
         usage = self.usage
         # Rendered once, here: the done frame and every later page view use this copy.
         content_html = await render_html(content)

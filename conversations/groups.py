@@ -12,3 +12,8 @@ def conversation_group(conversation_id: uuid.UUID) -> str:
 def generation_group(message_id: uuid.UUID) -> str:
     """The process writing an answer: stop requests."""
     return f"chat.generation.{message_id.hex}"
+
+
+def user_group(user_id: int) -> str:
+    """Every socket of one user, on every process: told to check their session again."""
+    return f"chat.user.{user_id}"

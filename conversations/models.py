@@ -96,3 +96,10 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:40]}"
+
+    @property
+    def error_for_user(self) -> str:
+        """The error as its user is told it (the stored detail is for admins)."""
+        from conversations.errors import error_detail_for_user
+
+        return error_detail_for_user(code=self.error_code, detail=self.error_detail)

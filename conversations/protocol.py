@@ -80,6 +80,10 @@ def frame_decode(text: str | None, binary: bytes | None = None) -> dict[str, Any
         data = json.loads(text)
     except ValueError:
         raise ChatError("bad_json", "The frame is not valid JSON.") from None
+    except RecursionError:
+        # Nesting deeper than the parser's stack (a few thousand "[" fit in a small frame):
+        # bad input like any other, not a bug to log.
+        raise ChatError("bad_json", "The frame is nested too deeply.") from None
     if not isinstance(data, dict):
         raise ChatError("bad_frame", "A frame must be a JSON object.")
     return data
@@ -88,7 +92,7 @@ def frame_decode(text: str | None, binary: bytes | None = None) -> dict[str, Any
 def request_id_of(data: dict[str, Any]) -> str | None:
     """The frame's request_id when it is usable, so even an error about the frame can carry it."""
     value = data.get("request_id")
-    if isinstance(value, str) and len(value) <= MAX_REQUEST_ID_LENGTH:
+    if isinstance(value, str) and len(value) <= MAX_REQUEST_ID_LENGTH and _is_storable(value):
         return value
     return None
 
@@ -106,6 +110,8 @@ def frame_parse(data: dict[str, Any]) -> ClientFrame:
             raise ChatError(
                 "invalid", f"`request_id` must be a string of at most {MAX_REQUEST_ID_LENGTH}."
             )
+        # Echoed back in every answer to the frame: no string we send may hold these.
+        _storable(value, "request_id")
     return parser(data)
 
 
@@ -170,6 +176,14 @@ def _uuid(data: dict[str, Any], name: str, *, optional: bool = False) -> uuid.UU
         raise ChatError("invalid", f"`{name}` must be an id (a UUID string).") from None
 
 
+def _is_storable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in value
+
+
 def _storable(value: str, name: str) -> str:
     """Text every database can store: JSON allows lone surrogates (\\ud800) and NUL, but
     PostgreSQL refuses NUL in text and no UTF-8 column holds half a surrogate pair."""
@@ -182,7 +196,9 @@ def _storable(value: str, name: str) -> str:
     return value
 
 
-def _text_within_limit(value: str, name: str) -> str:
+def text_within_limit(value: str, name: str) -> str:
+    """The one size rule for what a user writes (a message, a system prompt), whether it comes
+    by socket or by the no-JavaScript form: CHAT_MAX_CONTENT_BYTES bytes of UTF-8."""
     _storable(value, name)
     if len(value.encode("utf-8")) > settings.CHAT_MAX_CONTENT_BYTES:
         raise ChatError(
@@ -195,7 +211,7 @@ def _content(data: dict[str, Any], name: str) -> str:
     value = data.get(name)
     if not isinstance(value, str):
         raise ChatError("invalid", f"`{name}` must be a string.")
-    _text_within_limit(value, name)
+    text_within_limit(value, name)
     if not value.strip():
         raise ChatError("invalid", f"`{name}` must not be empty.")
     return value
@@ -239,5 +255,5 @@ def options_parse(value: Any) -> tuple[dict[str, Any], str | None]:
     if system is not None:
         if not isinstance(system, str):
             raise ChatError("invalid", "`options.system` must be a string.")
-        _text_within_limit(system, "options.system")
+        text_within_limit(system, "options.system")
     return options, system

@@ -77,7 +77,7 @@ def message_to_dict(message: Message) -> dict[str, Any]:
         }
     error = None
     if message.error_code or message.error_detail:
-        error = {"code": message.error_code, "detail": message.error_detail}
+        error = {"code": message.error_code, "detail": message.error_for_user}
     return {
         "id": str(message.id),
         "parent": str(message.parent_id) if message.parent_id else None,
@@ -198,7 +198,7 @@ def conversation_export_markdown(*, conversation: Conversation, branch: list[Mes
         elif message.status == Message.Status.INTERRUPTED:
             lines += ["*(interrupted)*", ""]
         elif message.status == Message.Status.ERROR:
-            lines += [f"*(error: {message.error_detail or message.error_code})*", ""]
+            lines += [f"*(error: {message.error_for_user or message.error_code})*", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -317,7 +317,10 @@ _STATUS_ERRORS: dict[int, type[ProviderError]] = {
     402: PaymentRequiredError,
     429: RateLimitError,
 }
-_MAX_MESSAGE = 300
+# An upstream's message is kept whole up to this length here: it may quote the token, which only
+# the caller that knows the token can take out (providers.scrubbing), and a cut made before that
+# could leave part of it behind. The caller cuts to display length after scrubbing.
+MAX_UPSTREAM_MESSAGE = 8192
 
 
 class RaiseErrorMixin:
@@ -351,7 +354,7 @@ class RaiseErrorMixin:
                 message = str(error)
         if message is None:
             return
-        message = message[:_MAX_MESSAGE]
+        message = message[:MAX_UPSTREAM_MESSAGE]
         if status is None:
             raise ResponseError(message)
         raise _STATUS_ERRORS.get(status, ResponseStatusError)(f"Error {status}: {message}")

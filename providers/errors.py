@@ -78,3 +78,30 @@ class MalformedResponseError(ResponseError):
 class ProviderTimeoutError(ProviderError, TimeoutError):
     code = "timeout"
     default_message = "The provider did not answer in time."
+
+
+# What a user is told for each code: fixed sentences, because an error's own message may quote
+# the upstream (its words, its host and port). Admins see the message itself (admin, logs).
+_USER_SENTENCES = {
+    cls.code: cls.default_message
+    for cls in (
+        ProviderError,
+        ProviderNotFoundError,
+        ModelNotFoundError,
+        MissingAuthError,
+        PaymentRequiredError,
+        BadRequestError,
+        RateLimitError,
+        ResponseError,
+        UpstreamUnavailableError,
+        UpstreamDroppedError,
+        MalformedResponseError,
+        ProviderTimeoutError,
+    )
+}
+
+
+def error_sentence(code: str) -> str | None:
+    """The user-safe sentence for a provider error code; None for codes the provider layer
+    does not raise."""
+    return _USER_SENTENCES.get(code)

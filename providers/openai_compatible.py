@@ -5,7 +5,12 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
-from providers.base import AsyncGeneratorProvider, ProviderModelMixin, RaiseErrorMixin
+from providers.base import (
+    MAX_UPSTREAM_MESSAGE,
+    AsyncGeneratorProvider,
+    ProviderModelMixin,
+    RaiseErrorMixin,
+)
 from providers.bridge import run_sync
 from providers.errors import ModelNotFoundError, UpstreamDroppedError
 from providers.registry import register
@@ -122,7 +127,7 @@ class OpenAICompatible(AsyncGeneratorProvider, ProviderModelMixin, RaiseErrorMix
             and isinstance(error, dict)
             and error.get("code") == "model_not_found"
         ):
-            raise ModelNotFoundError(str(error.get("message") or "")[:300] or None)
+            raise ModelNotFoundError(str(error.get("message") or "")[:MAX_UPSTREAM_MESSAGE] or None)
         RaiseErrorMixin.raise_error(data, status)
 
     @classmethod

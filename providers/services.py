@@ -30,6 +30,7 @@ from providers.errors import (
 )
 from providers.models import FallbackChain, ProviderConfig
 from providers.registry import get_provider
+from providers.scrubbing import error_text_clean, exception_mentions_secret
 from providers.selectors import (
     fallback_chain_members,
     provider_config_default_model,
@@ -138,31 +139,16 @@ def _resolve_model(config: ProviderConfig, model: str | None) -> str:
     return model
 
 
-class _Scrubbed:
-    """Makes sure no error leaving a stream carries the token (upstreams sometimes echo it), not
-    even in the exceptions it was raised from, which a traceback in a log would show."""
-
-    def __init__(self, secret: str | None) -> None:
-        self.secret = secret
-
-    def mentioned_in(self, exc: BaseException) -> bool:
-        if not self.secret:
-            return False
-        seen: set[int] = set()
-        current: BaseException | None = exc
-        while current is not None and id(current) not in seen:
-            seen.add(id(current))
-            if self.secret in str(current) or self.secret in repr(current.args):
-                return True
-            current = current.__cause__ or current.__context__
-        return False
-
-    def error(self, exc: ProviderError) -> ProviderError:
-        if self.mentioned_in(exc):
-            clean = type(exc)(str(exc).replace(self.secret, "…"), code=exc.code)
-            clean.__cause__ = None
-            return clean
-        return exc
+def _error_scrubbed(exc: ProviderError, secret: str | None) -> tuple[ProviderError, bool]:
+    """`exc` fit to leave the provider layer: its text scrubbed of the token and then cut (in that
+    order, see providers.scrubbing), and whether its chain of causes held the token (then it must
+    not travel with the copy, since a traceback in a log would show it)."""
+    text = str(exc)
+    clean_text = error_text_clean(text=text, secret=secret)
+    leaked = exception_mentions_secret(exc=exc, secret=secret)
+    if clean_text == text and not leaked:
+        return exc, False
+    return type(exc)(clean_text, code=exc.code), leaked
 
 
 async def _config_stream(
@@ -174,7 +160,6 @@ async def _config_stream(
     kwargs = provider_call_kwargs(config=config, options=options, token=token)
     if issubclass(cls, AsyncAuthedProvider):
         kwargs["auth_store"] = DatabaseAuthStore(key=f"config:{config.pk}:{cls.__name__}")
-    scrub = _Scrubbed(token)
 
     async def chunks() -> AsyncIterator[Chunk]:
         stream = _provider_stream(cls, resolved, messages, kwargs)
@@ -183,14 +168,16 @@ async def _config_stream(
                 async for chunk in stream:
                     yield chunk
             except ProviderError as exc:
-                clean = scrub.error(exc)
+                clean, leaked = _error_scrubbed(exc, token)
                 if clean is exc:
                     raise
-                raise clean from None
+                if leaked:
+                    raise clean from None
+                raise clean from exc
             except Exception as exc:
                 # A provider bug or an answer shaped unlike its format: the caller still gets a
                 # ProviderError, and the details go to the log (never to the user).
-                if scrub.mentioned_in(exc):
+                if exception_mentions_secret(exc=exc, secret=token):
                     logger.error(
                         "provider %s failed unexpectedly (%s; details withheld: they hold the "
                         "token)",

@@ -187,7 +187,8 @@ def test_provider_error_shows_inline_and_retry_answers(open_page, user, provider
     expect(answer).to_have_attribute("data-status", "error")
     error = answer.locator(".message-error")
     expect(error).to_be_visible()
-    expect(error).to_contain_text("429")
+    # The user reads the code's fixed sentence, not the upstream's words (those are for admins).
+    expect(error).to_contain_text("The provider is rate limiting; try again later.")
 
     fake_upstream.behave(reply="Back again.")
     error.get_by_role("button", name="Retry").click()

@@ -213,3 +213,23 @@ async def test_server_told_to_stop_ends_running_answers_as_interrupted(
     assert len(row.content.split()) >= len(seen)
     assert REPLY.startswith(row.content)
     assert done and done[0]["status"] == "interrupted" and done[0]["content"] == row.content
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_deactivating_a_user_closes_their_sockets_on_every_process(
+    servers, cookie, clean_engine, django_user_model
+):
+    server_a, server_b = servers("a"), servers("b")
+    async with open_socket(server_a, cookie) as ws_a, open_socket(server_b, cookie) as ws_b:
+
+        def deactivate():
+            ada = django_user_model.objects.get(username="ada")
+            ada.is_active = False
+            ada.save(update_fields=["is_active"])
+
+        await database_sync_to_async(deactivate)()
+        for ws in (ws_a, ws_b):
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), WAIT)
+            assert closed.value.rcvd.code == 4401

@@ -86,7 +86,9 @@ def test_failed_answer_shows_its_error_inline_with_a_retry(signed_in, ada):
     item = html[html.index(f'id="m-{answer.id}"') :]
 
     assert re.search(r'<div class="message-error" role="alert" data-slot="error-box">', item)
-    assert "Too many requests." in item
+    # The provider's own words are for admins; the user reads a fixed sentence.
+    assert "The provider is rate limiting; try again later." in item
+    assert "Too many requests." not in item
     assert 'data-action="regenerate">Retry</button>' in item
 
 

@@ -333,3 +333,21 @@ async def test_chain_passes_the_model_only_to_members_that_offer_it(
 def test_every_failure_is_a_provider_error():
     for error in (MissingAuthError, ModelNotFoundError, UpstreamDroppedError):
         assert issubclass(error, ProviderError)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_echoed_token_near_the_display_cut_leaves_no_part_of_it(
+    fake_config, fake_upstream
+):
+    # The upstream quotes the request's header so that the token straddles character 300 of
+    # its message: cut there first, ten of its characters would be left for the exact match
+    # to miss.
+    echo = "x" * 267 + f" Authorization: Bearer {TOKEN} was refused"
+    fake_upstream.behave(status=401, error_body={"error": {"message": echo}})
+    with pytest.raises(MissingAuthError) as caught:
+        await collect(fake_config)
+    text = "".join(traceback.format_exception(caught.value))
+    runs = [TOKEN[start : start + 8] for start in range(len(TOKEN) - 7)]
+    assert not [run for run in runs if run in text]
+    assert str(caught.value).startswith("Error 401: xxx")
+    assert len(str(caught.value)) <= 300

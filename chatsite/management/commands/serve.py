@@ -23,6 +23,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Serving on http://{settings.BIND_ADDRESS}:{port}/", ending="\n")
         self.stdout.flush()
         # exec, not a child process: signals from the terminal or a supervisor reach Daphne itself.
-        argv = [sys.executable, "-m", "daphne", "--bind", settings.BIND_ADDRESS]
+        # Daphne, with request limits it has no options for (chatsite.server).
+        argv = [sys.executable, "-m", "chatsite.server", "--bind", settings.BIND_ADDRESS]
         argv += ["--port", str(port), "chatsite.asgi:application"]
         os.execv(sys.executable, argv)
