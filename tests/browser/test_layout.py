@@ -1,0 +1,67 @@
+"""The page's frame in a real browser: jumps to a message never move the shell, the phone
+sidebar, and the weight of the pages."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.conversations import page_factories as make
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+DESKTOP = {"width": 1440, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+
+def assert_shell_in_place(page) -> None:
+    """The top bar at the top, the composer at the bottom, and #main not scrolled (it has
+    overflow: hidden, so once scrolled no user can scroll it back)."""
+    main = page.evaluate(
+        """() => {
+            const main = document.getElementById('main');
+            return {top: main.scrollTop, scroll: main.scrollHeight, client: main.clientHeight};
+        }"""
+    )
+    assert main["top"] == 0, main
+    assert main["scroll"] == main["client"], main
+    viewport = page.viewport_size
+    topbar = page.locator(".topbar").bounding_box()
+    composer = page.locator(".composer-wrap").bounding_box()
+    assert topbar["y"] == 0
+    assert viewport["height"] - 2 <= composer["y"] + composer["height"] <= viewport["height"]
+
+
+def _long_chat_with_branch(owner):
+    chat = make.conversation(owner, "Long chat")
+    rows = make.chain(chat, [f"line {index} " + "text " * 30 for index in range(40)])
+    # A second version of the question in the middle, the one shown (the first is older).
+    question = rows[20]
+    other = make.message(chat, "another version", parent=rows[19])
+    return chat, rows, question, other
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_a_search_hit_jump_leaves_the_top_bar_and_composer_in_place(open_page, user, viewport):
+    chat, rows, _question, _other = _long_chat_with_branch(user)
+    target = rows[10]
+    target.content = "We saw a quokka on Rottnest Island."
+    target.save(update_fields=["content"])
+    page = open_page(user, viewport=viewport)
+    page.goto("/history/?q=quokka")
+    page.locator(".hit-link").click()
+    expect(page).to_have_url(re.compile(rf"#m-{target.id}$"))
+    expect(page.locator(f"#m-{target.id}")).to_be_in_viewport()
+    assert_shell_in_place(page)
+
+
+def test_a_branch_switch_leaves_the_top_bar_and_composer_in_place(open_page, user):
+    chat, rows, question, other = _long_chat_with_branch(user)
+    page = open_page(user, viewport=DESKTOP)
+    page.goto(f"/c/{chat.id}/")
+    position = page.locator(f"#m-{question.id} .siblings-position")
+    expect(position).to_have_text("1/2")
+    page.locator(f"#m-{question.id}").get_by_role("button", name="Next version").click()
+    expect(page).to_have_url(re.compile(rf"#m-{other.id}$"))
+    expect(page.locator(f"#m-{other.id}")).to_be_in_viewport()
+    assert_shell_in_place(page)
