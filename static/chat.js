@@ -1091,21 +1091,36 @@
   // --- Settings: saved on the conversation as they change ---
 
   let settingsTimer = null;
+  // A change not saved yet: a retry, regenerate or edit saves it first, since the server answers
+  // those with the conversation's saved model (the picker must not show one and run another).
+  let settingsDirty = false;
   const settingsStatus = document.getElementById("settings-status");
 
+  // True when saved (or nothing to save, or no conversation yet); false when the server refused.
   async function saveSettings() {
+    clearTimeout(settingsTimer);
     const id = chat.dataset.conversation;
-    if (!id) return; // a new chat sends them with its first message
+    if (!id || !settingsDirty) return true; // a new chat sends them with its first message
+    settingsDirty = false;
     const data = new FormData();
     for (const name of ["target", "temperature", "max_tokens", "system"]) {
       const field = composer.elements.namedItem(name);
       if (field) data.append(name, field.value);
     }
-    const response = await postForm(chat.dataset.settingsUrl, data);
+    let response;
+    try {
+      response = await postForm(chat.dataset.settingsUrl, data);
+    } catch (error) {
+      settingsDirty = true; // offline: saved with the next change or request
+      return true;
+    }
+    const problem = response.ok ? "" : await response.text();
     if (settingsStatus) {
-      settingsStatus.textContent = response.ok ? "Saved" : await response.text();
+      settingsStatus.textContent = problem || "Saved";
       setTimeout(() => (settingsStatus.textContent = ""), 2500);
     }
+    if (problem) showComposerError("Settings not saved: " + problem);
+    return !problem;
   }
 
   for (const name of ["target", "temperature", "max_tokens", "system"]) {
@@ -1114,6 +1129,7 @@
     field.addEventListener("change", () => {
       clearTimeout(settingsTimer);
       if (field.checkValidity && !field.checkValidity()) return;
+      settingsDirty = true;
       settingsTimer = setTimeout(saveSettings, 300);
     });
   }
@@ -1149,10 +1165,11 @@
       bubble.hidden = false;
     };
     cancel.addEventListener("click", close);
-    editor.addEventListener("submit", (event) => {
+    editor.addEventListener("submit", async (event) => {
       event.preventDefault();
       const content = area.value;
       if (!content.trim() || chatState.streaming.size) return;
+      if (!(await saveSettings())) return;
       const message = element.dataset.id;
       enqueue({ content: "", frame: () => ({ type: "chat.edit", message, content, request_id: requestId() }) });
       close();
@@ -1187,6 +1204,7 @@
       case "regenerate":
         if (chatState.streaming.size) return;
         showComposerError("");
+        if (!(await saveSettings())) return;
         enqueue({
           content: "",
           frame: () => ({ type: "chat.regenerate", message: element.dataset.id, request_id: requestId() }),
