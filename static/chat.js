@@ -218,16 +218,33 @@
     }
   }
 
-  async function refreshSidebar() {
-    if (!sidebarList) return;
-    try {
-      const nodes = await fetchFragment(app.dataset.sidebarUrl || "/conversations/");
-      sidebarList.replaceChildren(...nodes);
-      markCurrentConversation();
-      observeSidebarMore();
-    } catch (error) {
-      /* The sidebar catches up on the next page load. */
+  // One refresh at a time; a refresh asked for meanwhile runs once more after it, since the
+  // one in flight may have been read before the change that asked (a title set at once when a
+  // first answer fails fast would otherwise be overwritten by "New chat").
+  let sidebarRefresh = null;
+  let sidebarRefreshAgain = false;
+
+  function refreshSidebar() {
+    if (!sidebarList) return Promise.resolve();
+    if (sidebarRefresh) {
+      sidebarRefreshAgain = true;
+      return sidebarRefresh;
     }
+    sidebarRefresh = (async () => {
+      do {
+        sidebarRefreshAgain = false;
+        try {
+          const nodes = await fetchFragment(app.dataset.sidebarUrl || "/conversations/");
+          sidebarList.replaceChildren(...nodes);
+          markCurrentConversation();
+          observeSidebarMore();
+        } catch (error) {
+          /* The sidebar catches up on the next page load. */
+        }
+      } while (sidebarRefreshAgain);
+      sidebarRefresh = null;
+    })();
+    return sidebarRefresh;
   }
 
   function markCurrentConversation() {
@@ -244,6 +261,7 @@
   function setSidebarTitle(id, title) {
     const item = sidebarList && $(`.conversation-item[data-id="${CSS.escape(id)}"]`, sidebarList);
     if (item) $(".conversation-link", item).textContent = title || "New chat";
+    if (sidebarRefresh) refreshSidebar();
   }
 
   function toggleSidebar() {

@@ -1,5 +1,7 @@
 """Answers in a real browser: which model a retry uses, and the titles the sidebar shows."""
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -43,3 +45,26 @@ def test_retry_and_regenerate_use_the_model_the_picker_shows(
     expect(answer.locator("[data-slot=content]")).to_have_text("Answered by the working provider.")
     expect(answer.locator("[data-slot=meta]")).to_have_text("fake-model")
     assert Message.objects.filter(role="assistant", status="complete").get().provider == "works"
+
+
+@pytest.mark.parametrize("outcome", ["error", "interrupted"])
+def test_the_sidebar_shows_the_new_title_when_the_first_answer_fails(
+    open_page, user, fake_upstream, provider, outcome
+):
+    if outcome == "error":
+        fake_upstream.behave(status=500)
+    else:
+        # The upstream hangs up mid-answer.
+        fake_upstream.behave(reply="Half an answer " * 20, drop_after=2)
+    page = open_page(user)
+    page.goto("/")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+    send(page, "# Tides\n\nHow do **tides** work?")
+    expect(page.locator(".message--assistant").last).to_have_attribute(
+        "data-status", re.compile("error|interrupted")
+    )
+
+    title = "Tides How do tides work?"
+    expect(page.locator(".conversation-item.is-current .conversation-link")).to_have_text(title)
+    expect(page.locator("#conversation-title")).to_have_text(title)
+    expect(page).to_have_title(f"{title} · Chat")

@@ -2,10 +2,14 @@
 sidebar, and the weight of the pages."""
 
 import re
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import expect
 
+from conversations.models import Conversation, Message
+from conversations.transfer import conversations_export_all
 from tests.conversations import page_factories as make
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -65,3 +69,26 @@ def test_a_branch_switch_leaves_the_top_bar_and_composer_in_place(open_page, use
     expect(page).to_have_url(re.compile(rf"#m-{other.id}$"))
     expect(page.locator(f"#m-{other.id}")).to_be_in_viewport()
     assert_shell_in_place(page)
+
+
+def test_imported_conversations_sort_by_their_own_last_activity(open_page, user, tmp_path):
+    now = timezone.now()
+    for title, days in (("Ten days ago", 10), ("Three days ago", 3)):
+        chat = make.conversation(user, title)
+        for row in make.chain(chat, ["Question", "Answer"]):
+            Message.objects.filter(pk=row.pk).update(created_at=now - timedelta(days=days))
+    export = tmp_path / "all.json"
+    export.write_text("".join(conversations_export_all(user=user)))
+    Conversation.objects.filter(owner=user).delete()
+    page = open_page(user)
+    page.goto("/import/")
+
+    page.get_by_label("File").set_input_files(export)
+    page.get_by_role("button", name="Import").click()
+
+    page.goto("/")
+    sidebar = page.locator("#conversation-list")
+    expect(sidebar.locator(".conversation-group h2")).to_have_text(
+        ["Previous 7 days", "Previous 30 days"]
+    )
+    expect(sidebar.locator(".conversation-link")).to_have_text(["Three days ago", "Ten days ago"])
