@@ -47,7 +47,7 @@ def _long_chat_with_branch(owner):
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
 def test_a_search_hit_jump_leaves_the_top_bar_and_composer_in_place(open_page, user, viewport):
-    chat, rows, _question, _other = _long_chat_with_branch(user)
+    _chat, rows, _question, _other = _long_chat_with_branch(user)
     target = rows[10]
     target.content = "We saw a quokka on Rottnest Island."
     target.save(update_fields=["content"])
@@ -60,7 +60,7 @@ def test_a_search_hit_jump_leaves_the_top_bar_and_composer_in_place(open_page, u
 
 
 def test_a_branch_switch_leaves_the_top_bar_and_composer_in_place(open_page, user):
-    chat, rows, question, other = _long_chat_with_branch(user)
+    chat, _rows, question, other = _long_chat_with_branch(user)
     page = open_page(user, viewport=DESKTOP)
     page.goto(f"/c/{chat.id}/")
     position = page.locator(f"#m-{question.id} .siblings-position")
