@@ -1,11 +1,13 @@
 """The page's frame in a real browser: jumps to a message never move the shell, the phone
 sidebar, and the weight of the pages."""
 
+import io
 import re
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from PIL import Image
 from playwright.sync_api import expect
 
 from conversations.models import Conversation, Message
@@ -92,3 +94,43 @@ def test_imported_conversations_sort_by_their_own_last_activity(open_page, user,
         ["Previous 7 days", "Previous 30 days"]
     )
     expect(sidebar.locator(".conversation-link")).to_have_text(["Three days ago", "Ten days ago"])
+
+
+def _focus_walk(page, steps: int) -> list[bool]:
+    """Tab `steps` times; for each stop, whether the focus is inside the sidebar."""
+    inside = []
+    for _ in range(steps):
+        page.keyboard.press("Tab")
+        inside.append(page.evaluate("() => Boolean(document.activeElement.closest('#sidebar'))"))
+    return inside
+
+
+def _left_edge_colours(page) -> set:
+    # The message list is padded by 14 px on a phone: nothing of the page paints here.
+    shot = page.screenshot(clip={"x": 0, "y": 200, "width": 12, "height": 200})
+    image = Image.open(io.BytesIO(shot)).convert("RGB")
+    return {colour for _count, colour in image.getcolors(maxcolors=image.width * image.height)}
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_phone_sidebar_closed_is_out_of_the_tab_order_and_paints_nothing(open_page, user, scheme):
+    chat = make.conversation(user, "Phone chat")
+    make.chain(chat, ["Question", "Answer"])
+    page = open_page(user, viewport=PHONE, color_scheme=scheme)
+    page.goto(f"/c/{chat.id}/")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+
+    assert not any(_focus_walk(page, 12))
+    background = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
+    red, green, blue = (int(part) for part in re.findall(r"\d+", background)[:3])
+    assert _left_edge_colours(page) == {(red, green, blue)}
+
+    page.get_by_role("link", name="Show conversations").click()
+    expect(page.locator("#sidebar")).to_be_in_viewport()
+    page.locator("#sidebar .conversation-link").first.focus()
+    assert page.evaluate("() => document.activeElement.matches('#sidebar .conversation-link')")
+    page.get_by_role("link", name="Hide conversations").click()
+    # Once it has slid out (visibility: hidden is what Playwright calls hidden).
+    expect(page.locator("#sidebar")).to_be_hidden()
+    page.locator("#id_content").focus()
+    assert not any(_focus_walk(page, 12))
