@@ -431,6 +431,8 @@
   const targetSelect = $("select[name=target]", composer);
   const fields = $(".composer-fields", composer);
   const scrollBottomButton = document.getElementById("scroll-bottom");
+  const answerStatus = document.getElementById("answer-status");
+  const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)");
 
   chatState = {
     socket: null,
@@ -483,7 +485,7 @@
     { passive: true },
   );
   scrollBottomButton.addEventListener("click", () => {
-    scroller.scrollTo({ top: scroller.scrollHeight, behavior: "smooth" });
+    scroller.scrollTo({ top: scroller.scrollHeight, behavior: reducedMotion.matches ? "auto" : "smooth" });
   });
 
   // --- Connection state ---
@@ -835,7 +837,29 @@
     updateComposer();
   }
 
+  // What a screen reader says of an answer: that it is being written, then the answer itself
+  // (read once, when it ends, rather than token by token; aria-busy holds the log meanwhile).
+  const ANNOUNCE_CHARS = 600;
+
+  function announce(text) {
+    answerStatus.textContent = text;
+  }
+
+  function announceEnd(element, frame) {
+    const body = $('[data-slot="content"]', element);
+    if (frame.status === "complete") {
+      const text = body.textContent.replace(/\s+/g, " ").trim();
+      announce("The assistant answered: " + text.slice(0, ANNOUNCE_CHARS) + (text.length > ANNOUNCE_CHARS ? "…" : ""));
+    } else if (frame.status === "stopped") {
+      announce("The answer was stopped.");
+    } else {
+      announce("The answer failed: " + ((frame.error && frame.error.detail) || "it could not be completed."));
+    }
+  }
+
   function startStreaming(element, content, seq) {
+    element.setAttribute("aria-busy", "true");
+    if (!chatState.streaming.size) announce("The assistant is answering…");
     const body = $('[data-slot="content"]', element);
     body.className = "message-content plain";
     const node = document.createTextNode(content);
@@ -893,10 +917,12 @@
         body.innerHTML = frame.html || "";
         setSource(element, frame.content || "");
         element.dataset.status = frame.status;
+        element.removeAttribute("aria-busy");
         setError(element, frame.status, frame.error);
         setMeta(element, frame);
         addCodeCopyButtons(element);
       });
+      announceEnd(element, frame);
     }
     updateComposer();
     if (chatState.branchChanged && !chatState.streaming.size) {
