@@ -188,6 +188,8 @@ STORAGES = {
 }
 # Serve straight from the source folders too, so a checkout works before `collectstatic`.
 WHITENOISE_USE_FINDERS = True
+# Files browsers ask for at the site's root (/favicon.ico), served before the sign-in check.
+WHITENOISE_ROOT = BASE_DIR / "public"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

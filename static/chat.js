@@ -264,12 +264,24 @@
     if (sidebarRefresh) refreshSidebar();
   }
 
+  function isPhone() {
+    return window.matchMedia("(max-width: 800px)").matches;
+  }
+
+  // Remembered in a cookie, so the server renders the next page the same way (no flash).
+  function setSidebarCollapsed(collapsed) {
+    app.classList.toggle("sidebar-collapsed", collapsed);
+    document.cookie = collapsed
+      ? "sidebar=collapsed; path=/; max-age=31536000; SameSite=Lax"
+      : "sidebar=; path=/; max-age=0; SameSite=Lax";
+  }
+
   function toggleSidebar() {
-    if (window.matchMedia("(max-width: 800px)").matches) {
+    if (isPhone()) {
       app.classList.toggle("sidebar-open");
       if (location.hash === "#sidebar") history.replaceState(null, "", location.pathname + location.search);
     } else {
-      app.classList.toggle("sidebar-collapsed");
+      setSidebarCollapsed(!app.classList.contains("sidebar-collapsed"));
     }
   }
 
@@ -280,7 +292,8 @@
     const closer = event.target.closest(".sidebar-close, .scrim");
     if (opener || closer) {
       event.preventDefault();
-      if (opener) app.classList.add("sidebar-open");
+      if (opener && !isPhone()) setSidebarCollapsed(false);
+      else if (opener) app.classList.add("sidebar-open");
       else app.classList.remove("sidebar-open");
     }
   });
