@@ -258,6 +258,30 @@
     }
   }
 
+  // A sidebar item's menu is made when it is first opened, from the one template in the page.
+  function fillItemMenu(details) {
+    const template = document.getElementById("tpl-item-menu");
+    if (!template || $(".menu-panel", details)) return;
+    const item = details.closest(".conversation-item");
+    const panel = template.content.firstElementChild.cloneNode(true);
+    for (const element of $$("[href], [action]", panel)) {
+      for (const name of ["href", "action"]) {
+        const value = element.getAttribute(name);
+        if (value) element.setAttribute(name, value.replace(PLACEHOLDER, item.dataset.id));
+      }
+    }
+    const archived = item.dataset.archived === "1";
+    $("input[name=archived]", panel).value = archived ? "0" : "1";
+    $('[data-slot="archive"]', panel).lastChild.data = archived ? "Unarchive" : "Archive";
+    $('[data-action="delete"]', panel).dataset.title = $(".conversation-link", item).textContent;
+    details.append(panel);
+  }
+
+  document.addEventListener("click", (event) => {
+    const summary = event.target.closest(".item-menu > summary");
+    if (summary) fillItemMenu(summary.parentElement);
+  });
+
   function setSidebarTitle(id, title) {
     const item = sidebarList && $(`.conversation-item[data-id="${CSS.escape(id)}"]`, sidebarList);
     if (item) $(".conversation-link", item).textContent = title || "New chat";
