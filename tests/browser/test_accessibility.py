@@ -80,7 +80,8 @@ def test_main_pages_have_no_serious_wcag_violations(
 def test_a_screen_reader_hears_the_answer_once_it_is_written(
     open_page, user, provider, fake_upstream
 ):
-    fake_upstream.behave(reply="Paris is the **capital** of France. " * 3, chunk_delay=0.05)
+    # Three seconds of streaming: time enough to see it being written on a busy machine.
+    fake_upstream.behave(reply="Paris is the **capital** of France. " * 10, chunk_delay=0.05)
     page = open_page(user)
     page.goto("/")
     expect(page.locator("#messages")).to_have_attribute("role", "log")
@@ -96,7 +97,7 @@ def test_a_screen_reader_hears_the_answer_once_it_is_written(
     expect(answer).to_have_attribute("data-status", "complete")
     expect(answer).not_to_have_attribute("aria-busy", "true")
     expect(status).to_have_text(
-        "The assistant answered: " + ("Paris is the capital of France. " * 3).strip()
+        "The assistant answered: " + ("Paris is the capital of France. " * 10).strip()
     )
 
 
