@@ -1,6 +1,8 @@
 """Small things a demanding user notices: widths, alignment, wording, the favicon, a hidden
 sidebar that comes back, the settings at 200% zoom."""
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -111,3 +113,20 @@ def test_the_settings_fit_under_the_top_bar_at_200_percent_zoom(open_page, user,
     system = page.get_by_label("System prompt for this chat")
     system.fill("Be brief.")
     expect(system).to_be_in_viewport()
+
+
+def test_an_earlier_page_says_why_the_composer_is_off_and_where_to_reply(open_page, user, provider):
+    chat = make.conversation(user, "Long talk")
+    rows = make.chain(chat, [f"message number {index}" for index in range(120)])
+    page = open_page(user)
+    page.goto(f"/c/{chat.id}/?m={rows[3].id}#m-{rows[3].id}")
+    box = page.locator("#id_content")
+    expect(box).to_be_disabled()
+    note = page.locator("#composer-note")
+    expect(note).to_be_visible()
+    expect(box).to_have_accessible_description(re.compile("earlier part of this conversation"))
+
+    note.get_by_role("link", name="Go to the latest message").click()
+    expect(page.locator(f"#m-{rows[-1].id}")).to_be_in_viewport()
+    expect(box).to_be_enabled()
+    expect(page.locator("#composer-note")).to_have_count(0)
