@@ -71,8 +71,13 @@ run: local-model-notice install .env
 
 # Chromium for the browser tests, from Debian's packages; when it cannot be installed the browser
 # tests skip with that reason (CI sets REQUIRE_BROWSER=1, so there they fail instead).
+# axe-core (the accessibility checks the browser tests inject) with npm, into the ignored var/.
+AXE := var/node_modules/axe-core/axe.min.js
 browser:
 	@mkdir -p var
+	@[ -f $(AXE) ] || { command -v npm >/dev/null 2>&1 \
+	  && npm install --prefix var --no-audit --no-fund --silent axe-core@4 \
+	  || echo "Could not install axe-core with npm: the accessibility tests will skip."; }
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "Installing Chromium for the browser tests (apt-get)..."; \

@@ -31,7 +31,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
-from conversations import frames, selectors, services
+from conversations import frames, selectors, services, titles
 from conversations.errors import ChatError
 from conversations.eventlog import event_log, event_log_is_shared
 from conversations.groups import conversation_group, generation_group
@@ -48,7 +48,6 @@ logger = logging.getLogger(__name__)
 # The final save is retried this many times (with a short pause) before the answer is left to the
 # stale sweep, which keeps its last checkpoint.
 FINISH_ATTEMPTS = 3
-TITLE_WORDS = 8
 TITLE_MAX_CHARS = 80
 
 
@@ -677,17 +676,6 @@ def generation_recover_on_start() -> int:
 # --- Titles ------------------------------------------------------------------------------------
 
 
-def title_from_text(text: str) -> str:
-    """The first words of the first message: the title when no title provider is configured."""
-    words = text.split()
-    title = " ".join(words[:TITLE_WORDS])
-    if len(title) > TITLE_MAX_CHARS:
-        title = title[: TITLE_MAX_CHARS - 1].rstrip() + "…"
-    elif len(words) > TITLE_WORDS:
-        title += "…"
-    return title or "Untitled"
-
-
 TITLE_PROMPT = (
     "Write a short title (at most six words, no quotes, no final punctuation) for a chat that "
     "starts with this message:\n\n{text}"
@@ -718,7 +706,7 @@ async def _title_from_provider(text: str) -> str | None:
 
 async def _title_conversation(generation: Generation) -> None:
     text = generation.exchange.title_source or ""
-    title = await _title_from_provider(text) or title_from_text(text)
+    title = await _title_from_provider(text) or titles.title_from_text(text)
     conversation = await database_sync_to_async(services.conversation_title_set_if_empty)(
         conversation_id=generation.conversation_id, title=title
     )

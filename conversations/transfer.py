@@ -23,6 +23,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from conversations import titles
 from conversations.errors import ChatError
 from conversations.models import Conversation, Message
 from conversations.protocol import PROVIDER_OPTIONS, options_parse
@@ -310,8 +311,9 @@ def _plan_openai(messages: Any, *, title: str = "", model: str = "") -> dict[str
         previous = key
     if not planned:
         raise TransferError("The file holds only a system prompt and no messages.")
+    first_question = next((item["content"] for item in planned if item["role"] == "user"), "")
     return {
-        "title": _text(title, "The title", limit=200),
+        "title": _text(title, "The title", limit=200) or titles.title_from_text(first_question),
         "provider": "",
         "model": _text(model, "The model", limit=200),
         "system_prompt": system_prompt,
@@ -547,6 +549,9 @@ def _create_from_plan(*, user, plan: dict[str, Any]) -> Conversation:
         updates["current_leaf_id"] = leaf_row.id
     if plan["created_at"]:
         updates["created_at"] = plan["created_at"]
+    # The sidebar sorts by the last activity: the file's, not the moment of the import.
+    if any(item["created_at"] for item in plan["messages"]):
+        updates["updated_at"] = max(row.created_at for row in rows)
     if updates:
         Conversation.objects.filter(pk=conversation.pk).update(**updates)
         for field, value in updates.items():

@@ -5,6 +5,8 @@ and a "clear" checkbox; pages show at most "…last4". The change view is marked
 reports never include the posted token.
 """
 
+import json
+import re
 from urllib.parse import urlsplit, urlunsplit
 
 from django import forms
@@ -51,19 +53,60 @@ def proxy_unmasked(submitted: str, stored: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+# What a new provider is, unless the admin picks another class: the common case by far.
+DEFAULT_PROVIDER_CLASS = "OpenAICompatible"
+_MODEL_SEPARATORS = re.compile(r"[,\n]")
+
+
+class ModelListField(forms.CharField):
+    """Model names one per line or separated by commas (a pasted JSON list is accepted too),
+    stored as the list the JSON column holds."""
+
+    widget = forms.Textarea(attrs={"rows": 3})
+
+    def prepare_value(self, value):
+        return "\n".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value) -> list[str]:
+        text = (value or "").strip()
+        if text.startswith("["):
+            try:
+                names = json.loads(text)
+            except ValueError:
+                raise forms.ValidationError("Enter model names, one per line.") from None
+            if not all(isinstance(name, str) for name in names):
+                raise forms.ValidationError("Enter model names, one per line.")
+        else:
+            names = _MODEL_SEPARATORS.split(text)
+        return list(dict.fromkeys(name.strip() for name in names if name.strip()))
+
+
 class ProviderConfigForm(forms.ModelForm):
-    provider_class = forms.ChoiceField(choices=())
+    provider_class = forms.ChoiceField(
+        choices=(), label="Provider class", initial=DEFAULT_PROVIDER_CLASS
+    )
+    allowed_models = ModelListField(
+        required=False,
+        label="Allowed models",
+        help_text="One per line or separated by commas; empty means the default model only.",
+    )
     token = forms.CharField(
+        label="API token",
         required=False,
         strip=True,
         # render_value=False: the page never carries the token back, not even after an error.
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text="Write-only. Leave empty to keep the stored token.",
     )
-    clear_token = forms.BooleanField(required=False, label="Clear the stored token")
+    clear_token = forms.BooleanField(required=False, label="Clear the stored API token")
 
     class Meta:
         model = ProviderConfig
+        labels = {"api_base": "API base URL", "proxy": "Proxy URL"}
+        help_texts = {
+            "api_base": "Overrides the provider's default origin, e.g. https://host/v1.",
+            "proxy": "http://user:password@host:port; the password is never shown again.",
+        }
         fields = [
             "name",
             "provider_class",
@@ -147,7 +190,7 @@ class ProviderConfigAdmin(admin.ModelAdmin):
     def models_display(self, config: ProviderConfig) -> str:
         return ", ".join(provider_config_models(config=config)) or "—"
 
-    @admin.display(description="Token")
+    @admin.display(description="Stored API token")
     def token_display(self, config: ProviderConfig) -> str:
         return token_hint(config)
 
@@ -155,7 +198,12 @@ class ProviderConfigAdmin(admin.ModelAdmin):
     def last_check_display(self, config: ProviderConfig) -> str:
         if config.last_check_ok is None:
             return "never"
-        return ("OK: " if config.last_check_ok else "Failed: ") + config.last_check_detail
+        # A success's detail says so itself ("OK in 137 ms").
+        return (
+            config.last_check_detail
+            if config.last_check_ok
+            else ("Failed: " + config.last_check_detail)
+        )
 
     def save_model(self, request, obj, form, change):
         if form.cleaned_data.get("clear_token"):
@@ -172,11 +220,15 @@ class ProviderConfigAdmin(admin.ModelAdmin):
     def check_connection(self, request, queryset):
         for config in queryset:
             result = provider_config_check(config=config)
+            # The admin capitalises a message's first letter: the name goes in quotes, after
+            # a word, so it shows as typed.
             if result.ok:
-                self.message_user(request, f"{config.name}: {result.detail}", messages.SUCCESS)
+                self.message_user(
+                    request, f"Checked “{config.name}”: {result.detail}", messages.SUCCESS
+                )
             else:
                 self.message_user(
-                    request, f"{config.name}: failed — {result.detail}", messages.ERROR
+                    request, f"Checked “{config.name}”: failed — {result.detail}", messages.ERROR
                 )
 
 

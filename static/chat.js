@@ -218,16 +218,33 @@
     }
   }
 
-  async function refreshSidebar() {
-    if (!sidebarList) return;
-    try {
-      const nodes = await fetchFragment(app.dataset.sidebarUrl || "/conversations/");
-      sidebarList.replaceChildren(...nodes);
-      markCurrentConversation();
-      observeSidebarMore();
-    } catch (error) {
-      /* The sidebar catches up on the next page load. */
+  // One refresh at a time; a refresh asked for meanwhile runs once more after it, since the
+  // one in flight may have been read before the change that asked (a title set at once when a
+  // first answer fails fast would otherwise be overwritten by "New chat").
+  let sidebarRefresh = null;
+  let sidebarRefreshAgain = false;
+
+  function refreshSidebar() {
+    if (!sidebarList) return Promise.resolve();
+    if (sidebarRefresh) {
+      sidebarRefreshAgain = true;
+      return sidebarRefresh;
     }
+    sidebarRefresh = (async () => {
+      do {
+        sidebarRefreshAgain = false;
+        try {
+          const nodes = await fetchFragment(app.dataset.sidebarUrl || "/conversations/");
+          sidebarList.replaceChildren(...nodes);
+          markCurrentConversation();
+          observeSidebarMore();
+        } catch (error) {
+          /* The sidebar catches up on the next page load. */
+        }
+      } while (sidebarRefreshAgain);
+      sidebarRefresh = null;
+    })();
+    return sidebarRefresh;
   }
 
   function markCurrentConversation() {
@@ -241,17 +258,54 @@
     }
   }
 
+  // A sidebar item's menu is made when it is first opened, from the one template in the page.
+  function fillItemMenu(details) {
+    const template = document.getElementById("tpl-item-menu");
+    if (!template || $(".menu-panel", details)) return;
+    const item = details.closest(".conversation-item");
+    const panel = template.content.firstElementChild.cloneNode(true);
+    for (const element of $$("[href], [action]", panel)) {
+      for (const name of ["href", "action"]) {
+        const value = element.getAttribute(name);
+        if (value) element.setAttribute(name, value.replace(PLACEHOLDER, item.dataset.id));
+      }
+    }
+    const archived = item.dataset.archived === "1";
+    $("input[name=archived]", panel).value = archived ? "0" : "1";
+    $('[data-slot="archive"]', panel).lastChild.data = archived ? "Unarchive" : "Archive";
+    $('[data-action="delete"]', panel).dataset.title = $(".conversation-link", item).textContent;
+    details.append(panel);
+  }
+
+  document.addEventListener("click", (event) => {
+    const summary = event.target.closest(".item-menu > summary");
+    if (summary) fillItemMenu(summary.parentElement);
+  });
+
   function setSidebarTitle(id, title) {
     const item = sidebarList && $(`.conversation-item[data-id="${CSS.escape(id)}"]`, sidebarList);
     if (item) $(".conversation-link", item).textContent = title || "New chat";
+    if (sidebarRefresh) refreshSidebar();
+  }
+
+  function isPhone() {
+    return window.matchMedia("(max-width: 800px)").matches;
+  }
+
+  // Remembered in a cookie, so the server renders the next page the same way (no flash).
+  function setSidebarCollapsed(collapsed) {
+    app.classList.toggle("sidebar-collapsed", collapsed);
+    document.cookie = collapsed
+      ? "sidebar=collapsed; path=/; max-age=31536000; SameSite=Lax"
+      : "sidebar=; path=/; max-age=0; SameSite=Lax";
   }
 
   function toggleSidebar() {
-    if (window.matchMedia("(max-width: 800px)").matches) {
+    if (isPhone()) {
       app.classList.toggle("sidebar-open");
       if (location.hash === "#sidebar") history.replaceState(null, "", location.pathname + location.search);
     } else {
-      app.classList.toggle("sidebar-collapsed");
+      setSidebarCollapsed(!app.classList.contains("sidebar-collapsed"));
     }
   }
 
@@ -262,7 +316,8 @@
     const closer = event.target.closest(".sidebar-close, .scrim");
     if (opener || closer) {
       event.preventDefault();
-      if (opener) app.classList.add("sidebar-open");
+      if (opener && !isPhone()) setSidebarCollapsed(false);
+      else if (opener) app.classList.add("sidebar-open");
       else app.classList.remove("sidebar-open");
     }
   });
@@ -413,6 +468,8 @@
   const targetSelect = $("select[name=target]", composer);
   const fields = $(".composer-fields", composer);
   const scrollBottomButton = document.getElementById("scroll-bottom");
+  const answerStatus = document.getElementById("answer-status");
+  const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)");
 
   chatState = {
     socket: null,
@@ -465,7 +522,7 @@
     { passive: true },
   );
   scrollBottomButton.addEventListener("click", () => {
-    scroller.scrollTo({ top: scroller.scrollHeight, behavior: "smooth" });
+    scroller.scrollTo({ top: scroller.scrollHeight, behavior: reducedMotion.matches ? "auto" : "smooth" });
   });
 
   // --- Connection state ---
@@ -817,7 +874,29 @@
     updateComposer();
   }
 
+  // What a screen reader says of an answer: that it is being written, then the answer itself
+  // (read once, when it ends, rather than token by token; aria-busy holds the log meanwhile).
+  const ANNOUNCE_CHARS = 600;
+
+  function announce(text) {
+    answerStatus.textContent = text;
+  }
+
+  function announceEnd(element, frame) {
+    const body = $('[data-slot="content"]', element);
+    if (frame.status === "complete") {
+      const text = body.textContent.replace(/\s+/g, " ").trim();
+      announce("The assistant answered: " + text.slice(0, ANNOUNCE_CHARS) + (text.length > ANNOUNCE_CHARS ? "…" : ""));
+    } else if (frame.status === "stopped") {
+      announce("The answer was stopped.");
+    } else {
+      announce("The answer failed: " + ((frame.error && frame.error.detail) || "it could not be completed."));
+    }
+  }
+
   function startStreaming(element, content, seq) {
+    element.setAttribute("aria-busy", "true");
+    if (!chatState.streaming.size) announce("The assistant is answering…");
     const body = $('[data-slot="content"]', element);
     body.className = "message-content plain";
     const node = document.createTextNode(content);
@@ -875,10 +954,12 @@
         body.innerHTML = frame.html || "";
         setSource(element, frame.content || "");
         element.dataset.status = frame.status;
+        element.removeAttribute("aria-busy");
         setError(element, frame.status, frame.error);
         setMeta(element, frame);
         addCodeCopyButtons(element);
       });
+      announceEnd(element, frame);
     }
     updateComposer();
     if (chatState.branchChanged && !chatState.streaming.size) {
@@ -1091,21 +1172,36 @@
   // --- Settings: saved on the conversation as they change ---
 
   let settingsTimer = null;
+  // A change not saved yet: a retry, regenerate or edit saves it first, since the server answers
+  // those with the conversation's saved model (the picker must not show one and run another).
+  let settingsDirty = false;
   const settingsStatus = document.getElementById("settings-status");
 
+  // True when saved (or nothing to save, or no conversation yet); false when the server refused.
   async function saveSettings() {
+    clearTimeout(settingsTimer);
     const id = chat.dataset.conversation;
-    if (!id) return; // a new chat sends them with its first message
+    if (!id || !settingsDirty) return true; // a new chat sends them with its first message
+    settingsDirty = false;
     const data = new FormData();
     for (const name of ["target", "temperature", "max_tokens", "system"]) {
       const field = composer.elements.namedItem(name);
       if (field) data.append(name, field.value);
     }
-    const response = await postForm(chat.dataset.settingsUrl, data);
+    let response;
+    try {
+      response = await postForm(chat.dataset.settingsUrl, data);
+    } catch (error) {
+      settingsDirty = true; // offline: saved with the next change or request
+      return true;
+    }
+    const problem = response.ok ? "" : await response.text();
     if (settingsStatus) {
-      settingsStatus.textContent = response.ok ? "Saved" : await response.text();
+      settingsStatus.textContent = problem || "Saved";
       setTimeout(() => (settingsStatus.textContent = ""), 2500);
     }
+    if (problem) showComposerError("Settings not saved: " + problem);
+    return !problem;
   }
 
   for (const name of ["target", "temperature", "max_tokens", "system"]) {
@@ -1114,6 +1210,7 @@
     field.addEventListener("change", () => {
       clearTimeout(settingsTimer);
       if (field.checkValidity && !field.checkValidity()) return;
+      settingsDirty = true;
       settingsTimer = setTimeout(saveSettings, 300);
     });
   }
@@ -1149,10 +1246,11 @@
       bubble.hidden = false;
     };
     cancel.addEventListener("click", close);
-    editor.addEventListener("submit", (event) => {
+    editor.addEventListener("submit", async (event) => {
       event.preventDefault();
       const content = area.value;
       if (!content.trim() || chatState.streaming.size) return;
+      if (!(await saveSettings())) return;
       const message = element.dataset.id;
       enqueue({ content: "", frame: () => ({ type: "chat.edit", message, content, request_id: requestId() }) });
       close();
@@ -1187,6 +1285,7 @@
       case "regenerate":
         if (chatState.streaming.size) return;
         showComposerError("");
+        if (!(await saveSettings())) return;
         enqueue({
           content: "",
           frame: () => ({ type: "chat.regenerate", message: element.dataset.id, request_id: requestId() }),

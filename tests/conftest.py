@@ -1,6 +1,7 @@
 """Shared fixtures, and the rule for tests that need a service: skip with a reason on a laptop,
 fail in CI's services mode (REQUIRE_SERVICES=1) or wherever the browser is required."""
 
+import os
 import shutil
 
 import pytest
@@ -39,3 +40,24 @@ def encryption_keys(settings):
     keys = [Fernet.generate_key().decode()]
     settings.FIELD_ENCRYPTION_KEYS = keys
     return keys
+
+
+@pytest.fixture(scope="session", autouse=True)
+def collected_static(tmp_path_factory):
+    """`collectstatic` into a folder of this run, as `make run` does before serving: pages name
+    the hashed files of the static manifest, and the served files are this checkout's, never
+    those a previous `make run` left in var/static. Server processes the tests start inherit
+    the folder through STATIC_ROOT."""
+    from django.contrib.staticfiles.storage import staticfiles_storage
+    from django.core.files.storage import storages
+    from django.core.management import call_command
+    from django.utils.functional import empty
+
+    root = tmp_path_factory.mktemp("static")
+    settings.STATIC_ROOT = root
+    os.environ["STATIC_ROOT"] = str(root)
+    # Storages read STATIC_ROOT when first built: drop any built before this fixture.
+    storages._storages.pop("staticfiles", None)
+    staticfiles_storage._wrapped = empty
+    call_command("collectstatic", interactive=False, verbosity=0)
+    return root

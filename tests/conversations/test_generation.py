@@ -19,7 +19,6 @@ from conversations.generation import (
     generation_recover_stale,
     generation_start,
     log_key,
-    title_from_text,
 )
 from conversations.models import Conversation, Message
 from conversations.protocol import ChatSend
@@ -254,23 +253,6 @@ async def test_title_falls_back_to_first_words_when_the_title_provider_fails(
         pk=exchange.conversation.id
     )
     assert conversation.title == "Short question"
-
-
-@pytest.mark.parametrize(
-    ("text", "title"),
-    [
-        ("hello", "hello"),
-        ("  spaced\n\nout  words ", "spaced out words"),
-        (
-            "one two three four five six seven eight nine",
-            "one two three four five six seven eight…",
-        ),
-        ("x" * 200, "x" * 79 + "…"),
-        ("   ", "Untitled"),
-    ],
-)
-def test_title_from_text(text, title):
-    assert title_from_text(text) == title
 
 
 async def test_failing_event_log_writes_do_not_end_the_answer(

@@ -1,0 +1,122 @@
+"""Accessibility in a real browser: axe-core's WCAG 2.1 A/AA rules on every main page, light and
+dark, desktop and phone, and what a screen reader hears of an answer."""
+
+import json
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from playwright.sync_api import expect
+
+from tests.browser.test_chat import send
+from tests.conversations import page_factories as make
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+# Installed by `make browser` (npm, into the git-ignored var/).
+AXE = Path(settings.BASE_DIR) / "var" / "node_modules" / "axe-core" / "axe.min.js"
+WCAG_21_A_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+VIEWPORTS = {"desktop": {"width": 1440, "height": 900}, "phone": {"width": 390, "height": 844}}
+RICH_ANSWER = "Some **bold** text, `code`, and a list:\n\n- one\n- two\n\n```python\nprint(1)\n```"
+
+
+@pytest.fixture(scope="module")
+def axe_source() -> str:
+    if not AXE.exists():
+        if settings.REQUIRE_BROWSER:
+            pytest.fail("axe-core is missing: run `make browser` (it installs it with npm)")
+        pytest.skip("axe-core is missing: run `make browser`")
+    return AXE.read_text()
+
+
+def serious_violations(page, axe_source: str) -> list[str]:
+    # Evaluated through the DevTools protocol, which the page's CSP does not govern: the page
+    # itself still allows no inline or foreign script.
+    page.evaluate(axe_source)
+    result = page.evaluate(
+        "(tags) => axe.run(document, {runOnly: {type: 'tag', values: tags}})", WCAG_21_A_AA
+    )
+    return [
+        f"{item['id']} ({item['impact']}): "
+        + json.dumps([node["target"] for node in item["nodes"]][:5])
+        for item in result["violations"]
+        if item["impact"] in ("serious", "critical")
+    ]
+
+
+def _pages(user) -> dict[str, str]:
+    chat = make.conversation(user, "Python greeting helper")
+    make.chain(
+        chat, ["How do I greet in Python?", RICH_ANSWER], provider="fake", model="fake-model"
+    )
+    for index in range(3):
+        make.conversation(user, f"Earlier chat {index}")
+    return {
+        "empty chat": "/",
+        "conversation": f"/c/{chat.id}/",
+        "history search": "/history/?q=greet",
+        "import": "/import/",
+    }
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+def test_main_pages_have_no_serious_wcag_violations(
+    open_page, user, provider, axe_source, scheme, viewport
+):
+    pages = _pages(user)
+    found = {}
+    page = open_page(user, color_scheme=scheme, viewport=VIEWPORTS[viewport])
+    for name, url in pages.items():
+        page.goto(url)
+        expect(page.locator("#main")).to_be_visible()
+        found[name] = serious_violations(page, axe_source)
+    signed_out = open_page(color_scheme=scheme, viewport=VIEWPORTS[viewport])
+    signed_out.goto("/accounts/login/")
+    found["sign in"] = serious_violations(signed_out, axe_source)
+    assert {name: problems for name, problems in found.items() if problems} == {}
+
+
+def test_a_screen_reader_hears_the_answer_once_it_is_written(
+    open_page, user, provider, fake_upstream
+):
+    # Three seconds of streaming: time enough to see it being written on a busy machine.
+    fake_upstream.behave(reply="Paris is the **capital** of France. " * 10, chunk_delay=0.05)
+    page = open_page(user)
+    page.goto("/")
+    expect(page.locator("#messages")).to_have_attribute("role", "log")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+
+    send(page, "Capital of France?")
+    answer = page.locator(".message--assistant").last
+    # Held while written, so the log does not read it out token by token.
+    expect(answer).to_have_attribute("aria-busy", "true")
+    status = page.get_by_role("status").filter(has_text="The assistant")
+    expect(status).to_have_text("The assistant is answering…")
+
+    expect(answer).to_have_attribute("data-status", "complete")
+    expect(answer).not_to_have_attribute("aria-busy", "true")
+    expect(status).to_have_text(
+        "The assistant answered: " + ("Paris is the capital of France. " * 10).strip()
+    )
+
+
+def test_the_scroll_down_button_jumps_without_animation_when_motion_is_reduced(open_page, user):
+    chat = make.conversation(user, "Long talk")
+    make.chain(chat, [f"message number {index} " + "word " * 40 for index in range(30)])
+    page = open_page(user)
+    page.emulate_media(reduced_motion="reduce")
+    page.goto(f"/c/{chat.id}/")
+    page.locator("#messages").evaluate("element => element.scrollTo(0, 0)")
+    button = page.locator("#scroll-bottom")
+    expect(button).to_be_visible()
+
+    at_bottom = button.evaluate(
+        """(button) => {
+            const scroller = document.getElementById('messages');
+            button.click();
+            // Right after the click: a smooth scroll would have only just begun.
+            return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 2;
+        }"""
+    )
+    assert at_bottom
