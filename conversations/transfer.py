@@ -9,23 +9,35 @@ Formats:
 - import also accepts an OpenAI-style `{"messages": [{"role", "content"}, ...]}` (or the bare
   list), which becomes a new conversation with one branch.
 
-An import is validated completely before anything is written and then written in one
-transaction: a bad file changes nothing.
+An import is validated completely before anything is written: a bad file changes nothing. It is
+then written in short transactions (BULK_WRITE_BATCH rows, IMPORT_BATCH_CHARS of text at most),
+so that no other user waits long for SQLite's single writer; its conversations stay hidden until
+the last transaction shows them all at once, and a failure half-way deletes what was written.
+The owner gets all of the file or none of it.
 """
 
 import json
+import logging
 import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from conversations.errors import ChatError
 from conversations.models import Conversation, Message
 from conversations.protocol import PROVIDER_OPTIONS, options_parse
+from conversations.services import (
+    BULK_WRITE_BATCH,
+    bulk_write_transaction,
+    conversation_purge,
+    conversation_sweep_hidden,
+)
+
+logger = logging.getLogger(__name__)
 
 CONVERSATION_FORMAT = "chatsite.conversation"
 EXPORT_FORMAT = "chatsite.export"
@@ -35,7 +47,12 @@ EXPORT_BATCH_SIZE = 50
 EXPORT_MESSAGE_CHUNK_SIZE = 200
 MAX_IMPORT_MESSAGES = 100_000
 MAX_IMPORT_CONVERSATIONS = 10_000
+# The import limit of one message, in characters. Larger than what chat accepts from a user
+# (CHAT_MAX_CONTENT_BYTES), because answers may be longer than questions; a message too long to
+# render as Markdown quickly is shown as plain text (conversations.rendering).
 MAX_CONTENT_LENGTH = 1_000_000
+# At most this much message text per transaction, for files of very long messages.
+IMPORT_BATCH_CHARS = 4_000_000
 # The largest count the usage columns hold on every database (PostgreSQL's `integer`).
 MAX_TOKEN_COUNT = 2**31 - 1
 # Imported times must survive conversion to UTC and a day of arithmetic either way.
@@ -144,7 +161,7 @@ def conversations_export_all(
         f'{{"format": "{EXPORT_FORMAT}", "version": {FORMAT_VERSION}, '
         f'"exported_at": {json.dumps(_stamp(timezone.now()))}, "conversations": ['
     )
-    base = Conversation.objects.filter(owner=user).select_related(
+    base = Conversation.objects.filter(owner=user, hidden_since__isnull=True).select_related(
         "provider_config", "fallback_chain"
     )
     last_id = None
@@ -491,17 +508,61 @@ def _provider_links(name: str) -> dict[str, Any]:
 
 
 def conversations_import(*, user, raw: bytes) -> list[Conversation]:
-    """Validate the whole file, then create its conversations (with new ids) in one transaction.
-    Raises TransferError with a message for the user; on error nothing is written."""
+    """Validate the whole file, then create its conversations (with new ids), all or none.
+    Raises TransferError with a message for the user; on error nothing of the file stays."""
     plans = import_plans(raw)
+    conversation_sweep_hidden(user=user)
+    hidden_since = timezone.now()
     created = []
-    with transaction.atomic():
+    try:
         for plan in plans:
-            created.append(_create_from_plan(user=user, plan=plan))
+            created.append(_create_from_plan(user=user, plan=plan, hidden_since=hidden_since))
+        with transaction.atomic():
+            Conversation.objects.filter(owner=user, hidden_since=hidden_since).update(
+                hidden_since=None
+            )
+    except BaseException as exc:
+        _discard_import(user=user, hidden_since=hidden_since)
+        if isinstance(exc, DatabaseError):
+            logger.exception("import failed while writing; what was written is deleted")
+            raise TransferError(
+                "The import could not be saved (the database is busy or unavailable). "
+                "Nothing was imported; try again in a moment."
+            ) from exc
+        raise
+    for conversation in created:
+        conversation.hidden_since = None
     return created
 
 
-def _create_from_plan(*, user, plan: dict[str, Any]) -> Conversation:
+def _discard_import(*, user, hidden_since: datetime) -> None:
+    """Delete what an import that failed had written (still hidden, so never seen)."""
+    try:
+        leftovers = Conversation.objects.filter(owner=user, hidden_since=hidden_since)
+        for conversation_id in leftovers.values_list("pk", flat=True):
+            conversation_purge(conversation_id=conversation_id)
+    except DatabaseError:
+        # The database is gone for now: the hidden rows are swept by a later import.
+        logger.exception("could not delete a failed import; it stays hidden until swept")
+
+
+def _batches(rows: list[Message]) -> Iterator[list[Message]]:
+    """`rows` in runs of at most BULK_WRITE_BATCH rows and IMPORT_BATCH_CHARS characters."""
+    batch: list[Message] = []
+    size = 0
+    for row in rows:
+        if batch and (
+            len(batch) >= BULK_WRITE_BATCH or size + len(row.content) > IMPORT_BATCH_CHARS
+        ):
+            yield batch
+            batch, size = [], 0
+        batch.append(row)
+        size += len(row.content)
+    if batch:
+        yield batch
+
+
+def _create_from_plan(*, user, plan: dict[str, Any], hidden_since: datetime) -> Conversation:
     conversation = Conversation.objects.create(
         owner=user,
         title=plan["title"],
@@ -509,10 +570,10 @@ def _create_from_plan(*, user, plan: dict[str, Any]) -> Conversation:
         system_prompt=plan["system_prompt"],
         options=plan["options"],
         archived=plan["archived"],
+        hidden_since=hidden_since,
         **_provider_links(plan["provider"]),
     )
     ids = {item["key"]: uuid.uuid4() for item in plan["messages"]}
-    now = timezone.now()
     rows = [
         Message(
             id=ids[item["key"]],
@@ -531,12 +592,20 @@ def _create_from_plan(*, user, plan: dict[str, Any]) -> Conversation:
         )
         for item in plan["messages"]
     ]
-    Message.objects.bulk_create(rows, batch_size=500)
     # created_at is auto_now_add, which bulk_create overrides; the file's times are restored
-    # here. Messages without one keep the import time, spaced so their order stays the file's.
+    # after it. Messages without one keep the import time, spaced so their order stays the
+    # file's. Parents come before their children (_parents_first), so every batch's parents are
+    # already written.
+    now = timezone.now()
     for position, (row, item) in enumerate(zip(rows, plan["messages"], strict=True)):
         row.created_at = item["created_at"] or now + timedelta(microseconds=position)
-    Message.objects.bulk_update(rows, ["created_at"], batch_size=500)
+    for batch in _batches(rows):
+        times = [row.created_at for row in batch]
+        with bulk_write_transaction():
+            Message.objects.bulk_create(batch)
+            for row, created_at in zip(batch, times, strict=True):
+                row.created_at = created_at
+            Message.objects.bulk_update(batch, ["created_at"])
     leaf = plan["current_leaf"]
     if leaf is None and rows:
         leaf_row = max(rows, key=lambda row: row.created_at)
