@@ -20,7 +20,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from conversations.errors import ChatError
@@ -141,6 +141,16 @@ def message_checkpoint(*, message_id: uuid.UUID, content: str | None) -> None:
     if content is not None:
         fields["content"] = content
     Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(**fields)
+
+
+def message_html_store(*, messages: list[Message]) -> None:
+    """Save the HTML rendered for messages shown on a page, in one statement (a page holds a
+    bounded number of messages). Only a cache: when the database is busy or down, the page
+    shows anyway."""
+    try:
+        Message.objects.bulk_update(messages, ["content_html", "content_html_version"])
+    except DatabaseError:
+        logger.warning("could not store rendered HTML; it is rendered again next time")
 
 
 def message_finish(
