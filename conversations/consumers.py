@@ -242,8 +242,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                     exc_info=True,
                 )
                 if failures >= RELAY_ATTEMPTS:
-                    # Live frames are out of reach; the done frame still comes through the
-                    # conversation's group when the answer ends.
+                    # Live frames are out of reach; the row still tells how the answer ends
+                    # (the group may have lost this socket too, if Redis restarted).
+                    await self.relay_without_log(message_id, conversation_id, None)
                     return
                 await asyncio.sleep(0.2 * 2**failures)
                 # Where this reader had got to is unknown now: a snapshot puts it back in step.
@@ -320,12 +321,29 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await generation.message_interrupt_and_announce(message_id=message_id)
             return
         # Alive elsewhere but unreadable here: show the checkpoint; its end arrives as a
-        # `chat.message.done` from whoever ends it.
+        # `chat.message.done` from whoever ends it, or is read from the row below.
         await self.send_json(
             frames.message_snapshot(
                 message_id=message_id, conversation_id=conversation_id, seq=0, content=row.content
             )
         )
+        await self.watch_row_until_done(message_id)
+
+    async def watch_row_until_done(self, message_id: uuid.UUID) -> None:
+        """Read the row now and then until the answer ends (its writer saves it, or the stale
+        sweep marks it interrupted): the group's done frame may never come when Redis lost this
+        socket's membership, and a socket must not wait for ever."""
+        while message_id not in self.done_sent:
+            await asyncio.sleep(generation.liveness_seconds())
+            row = await database_sync_to_async(selectors.message_get)(message_id=message_id)
+            if row is None:
+                return
+            if row.status != Message.Status.STREAMING:
+                await self.send_done(await self.done_frame_from_row(row))
+                return
+            if row.checkpointed_at is None or row.checkpointed_at < generation.stale_cutoff():
+                await generation.message_interrupt_and_announce(message_id=message_id)
+                return
 
     async def done_frame_from_row(self, message: Message) -> dict[str, Any]:
         html = await sync_to_async(message_html, thread_sensitive=False)(message)

@@ -495,7 +495,7 @@ async def test_follower_that_finds_frames_trimmed_resumes_from_a_snapshot(clean_
     key = log_key(message_id)
     await log.open(key)
     for seq in range(1, 401):
-        await log.append(key, seq=seq, delta=f"d{seq} ")
+        await log.append(key, seq=seq, delta=f"d{seq} ", text_so_far=str)
 
     class Recorder(ChatConsumer):
         def __init__(self) -> None:
@@ -510,7 +510,7 @@ async def test_follower_that_finds_frames_trimmed_resumes_from_a_snapshot(clean_
         socket.relay(message_id, conversation_id, from_snapshot=False, row=None)
     )
     for seq in range(401, 404):
-        await log.append(key, seq=seq, delta=f"d{seq} ")
+        await log.append(key, seq=seq, delta=f"d{seq} ", text_so_far=str)
     await log.finish(key, seq=403, done={"type": "message.done", "message": str(message_id)})
     await asyncio.wait_for(relay, 10)
     await log.discard(key)
