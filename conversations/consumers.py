@@ -15,6 +15,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.db import DatabaseError
 
 from conversations import frames, generation, selectors
 from conversations.errors import ChatError
@@ -46,6 +47,7 @@ SENT_MEMORY = 500
 # How long an answer's done frame, announced through the group, waits for this socket's reader
 # of the answer's log to deliver it first (after every delta) before being sent anyway.
 DONE_GRACE_SECONDS = 2.0
+DATABASE_UNAVAILABLE = "The database cannot be reached right now; try again in a moment."
 # A reader of an answer's log that fails (a Redis blip) starts over from a snapshot this often.
 RELAY_ATTEMPTS = 5
 
@@ -99,6 +101,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         except ChatError as exc:
             await self.send_json(
                 frames.error(code=exc.code, detail=exc.detail, request_id=request_id)
+            )
+        except DatabaseError:
+            # The database is restarting or unreachable: nothing is wrong with the request.
+            logger.warning("chat socket: the database is unavailable", exc_info=True)
+            await self.send_json(
+                frames.error(code="unavailable", detail=DATABASE_UNAVAILABLE, request_id=request_id)
             )
         except Exception:
             # A bug must cost one request, not the socket (and the user's other answers with it).

@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -72,18 +73,21 @@ class OwnRedis:
 
 
 class OwnPostgres:
-    """A PostgreSQL cluster of its own (initdb) on a free port, trusting local connections."""
+    """A PostgreSQL cluster of its own (initdb) on a free port, trusting local connections, in a
+    directory of its own (pytest's are private to root, where the `postgres` user cannot go);
+    `remove()` stops it and deletes the directory."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self) -> None:
         if not (POSTGRES_BIN / "initdb").exists():
             _missing("PostgreSQL's initdb")
         self.port = free_port()
-        self.data = directory / "pgdata"
-        self.log = directory / "postgres.log"
+        self.directory = Path(tempfile.mkdtemp(prefix="chat-test-pg-"))
+        self.data = self.directory / "data"
+        self.log = self.directory / "postgres.log"
         self.url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
         self._as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         if self._as_postgres:
-            shutil.chown(directory, "postgres")
+            shutil.chown(self.directory, "postgres")
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
 
     def _run(self, program: str, *args: str) -> None:
@@ -103,3 +107,7 @@ class OwnPostgres:
         """Stop at once, as a crash or an operator's fast restart would: open sessions end."""
         if (self.data / "postmaster.pid").exists():
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)

@@ -2,15 +2,22 @@
 Redis or PostgreSQL server of the test's own (tests.own_services), restarted mid-stream."""
 
 import asyncio
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from contextlib import suppress
+from functools import partial
 
 import pytest
+from django.conf import settings
 from websockets.exceptions import ConnectionClosed
 
 from conversations.models import Message
 from tests.conversations.test_processes import REPLY, Socket, message_row, open_socket, text_of
 from tests.live_server import LiveServer, session_cookie
-from tests.own_services import OwnRedis
+from tests.own_services import OwnPostgres, OwnRedis
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -99,3 +106,91 @@ async def test_redis_restarted_mid_stream_ends_the_answer_and_new_chats_work(
         assert (again["status"], again["content"]) == ("complete", "Back to normal.")
     finally:
         server.stop()
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------------
+
+SETUP_SITE = """
+import json, sys
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.test import Client
+from providers.models import ProviderConfig
+
+ProviderConfig.objects.create(
+    name="fake", provider_class="OpenAICompatible", api_base=sys.argv[-1] + "/v1",
+    default_model="fake-model", allowed_models=["fake-model"], is_default=True, timeout=10,
+)
+client = Client()
+client.force_login(get_user_model().objects.create_user(username="ada"))
+print(settings.SESSION_COOKIE_NAME + "=" + client.cookies[settings.SESSION_COOKIE_NAME].value)
+"""
+
+
+def site_on(postgres: OwnPostgres, server: LiveServer, upstream_url: str) -> str:
+    """Migrate the private database, add a provider and a user; the user's session cookie."""
+    env = {**server._env(), "DATABASE_URL": postgres.url}
+    manage = [sys.executable, "manage.py"]
+    run = partial(subprocess.run, cwd=settings.BASE_DIR, env=env, check=True, text=True)
+    run([*manage, "migrate", "--no-input"], capture_output=True)
+    setup = run(
+        [sys.executable, "-c", _django_script(SETUP_SITE), upstream_url], capture_output=True
+    )
+    return setup.stdout.strip().splitlines()[-1]
+
+
+def _django_script(body: str) -> str:
+    return "import django; django.setup()\n" + body
+
+
+def page_status(server: LiveServer, cookie: str) -> tuple[int, str]:
+    request = urllib.request.Request(server.url + "/", headers={"Cookie": cookie})
+    try:
+        with urllib.request.urlopen(request, timeout=END_TIMEOUT) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def page_comes_back(server: LiveServer, cookie: str) -> bool:
+    deadline = time.monotonic() + END_TIMEOUT
+    while time.monotonic() < deadline:
+        if page_status(server, cookie)[0] == 200:
+            return True
+        time.sleep(0.5)
+    return False
+
+
+async def test_postgres_restarted_requests_fail_cleanly_while_down_and_work_after(
+    tmp_path, fake_upstream
+):
+    postgres = OwnPostgres()
+    postgres.start()
+    server = LiveServer(tmp_path / "daphne.log", DATABASE_URL=postgres.url)
+    try:
+        cookie = await asyncio.to_thread(site_on, postgres, server, fake_upstream.url)
+        server.start()
+        fake_upstream.behave(reply="Before the restart.")
+        async with open_socket(server, cookie) as ws:
+            socket = Socket(ws)
+            await socket.send("chat.send", conversation=None, content="Hello")
+            assert (await socket.until("message.done"))[-1]["status"] == "complete"
+
+            await asyncio.to_thread(postgres.stop)
+            status, body = await asyncio.to_thread(page_status, server, cookie)
+            assert status == 503 and "Temporarily unavailable" in body
+            await socket.send("chat.send", conversation=None, content="Hello?")
+            refused = await socket.until("error")
+            assert refused[-1]["code"] == "unavailable"
+
+            await asyncio.to_thread(postgres.start)
+            # The connection pool reconnects in the background, with a backoff: pages come
+            # back once it has (503 until then, never an error page).
+            assert await asyncio.to_thread(page_comes_back, server, cookie)
+            fake_upstream.behave(reply="After the restart.")
+            await socket.send("chat.send", conversation=None, content="Hello again")
+            done = (await socket.until("message.done"))[-1]
+            assert (done["status"], done["content"]) == ("complete", "After the restart.")
+    finally:
+        server.stop()
+        postgres.remove()
