@@ -94,7 +94,8 @@ async def test_create_async_uses_the_given_executor():
 
 async def test_create_async_past_timeout_raises_provider_timeout():
     with pytest.raises(ProviderTimeoutError) as caught:
-        await SyncEcho.create_async("m", USER_HELLO, timeout=0.05, delay=0.5)
+        # The worker sleeps seconds past the timeout, however slowly this loop runs.
+        await SyncEcho.create_async("m", USER_HELLO, timeout=0.05, delay=5)
     assert isinstance(caught.value, TimeoutError)
 
 
