@@ -430,7 +430,8 @@ def conversation_delete(*, conversation: Conversation) -> None:
 
     The first hides the conversation from its owner and asks its running answers to stop; the
     messages then go BULK_WRITE_BATCH at a time, and the conversation row last. A process that
-    dies half-way leaves a hidden conversation, which `conversation_sweep_hidden` removes.
+    dies half-way leaves a hidden conversation, which `conversation_sweep_hidden` removes (at
+    the owner's next delete or import).
     """
     with transaction.atomic():
         running = list(
@@ -445,6 +446,7 @@ def conversation_delete(*, conversation: Conversation) -> None:
         for message_id in running:
             transaction.on_commit(partial(_request_stop, message_id))
     conversation_purge(conversation_id=conversation.pk)
+    conversation_sweep_hidden(user=conversation.owner)
 
 
 @contextmanager
