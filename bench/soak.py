@@ -233,6 +233,7 @@ def rss_report(samples: list[tuple[float, float]]) -> dict:
         "rss_mib_at_end": round(after_warm_up[-1], 1),
         "rss_mib_max_after_warm_up": round(max(after_warm_up), 1),
         "rss_mib_median_after_warm_up": round(statistics.median(after_warm_up), 1),
+        "rss_mib_every_30_s": [round(rss, 1) for rss in [r for _, r in samples][::6]],
     }
 
 
