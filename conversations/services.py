@@ -51,6 +51,8 @@ TARGET_FIELDS = ["provider_config", "fallback_chain", "model", "updated_at"]
 # time: 500 message rows with their full-text index rows take tens of milliseconds, so another
 # user's chat never waits long for the lock (bench/import_contention.py measures it).
 BULK_WRITE_BATCH = 500
+# The longest pause a bulk write leaves between two transactions on SQLite (see
+# bulk_write_transaction), so a transaction slowed by a busy machine does not stretch it too.
 BULK_WRITE_MAX_PAUSE = 0.2
 # A conversation hidden this long ago by an import or a delete was left by a process that died.
 HIDDEN_ABANDONED_AFTER = timedelta(hours=1)

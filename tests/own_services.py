@@ -18,7 +18,20 @@ from django.conf import settings
 
 from tests.live_server import free_port
 
-POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
+
+def _postgres_bin() -> Path | None:
+    """Where initdb and pg_ctl are: Debian keeps them off the PATH, in the directory that
+    `pg_config --bindir` names."""
+    initdb = shutil.which("initdb")
+    if initdb:
+        return Path(initdb).resolve().parent
+    if shutil.which("pg_config"):
+        found = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True)
+        if found.returncode == 0 and (Path(found.stdout.strip()) / "initdb").exists():
+            return Path(found.stdout.strip())
+    return None
+
+
 START_TIMEOUT = 30
 
 
@@ -78,7 +91,8 @@ class OwnPostgres:
     `remove()` stops it and deletes the directory."""
 
     def __init__(self) -> None:
-        if not (POSTGRES_BIN / "initdb").exists():
+        self.bin = _postgres_bin()
+        if self.bin is None:
             _missing("PostgreSQL's initdb")
         self.port = free_port()
         self.directory = Path(tempfile.mkdtemp(prefix="chat-test-pg-"))
@@ -92,7 +106,7 @@ class OwnPostgres:
 
     def _run(self, program: str, *args: str) -> None:
         subprocess.run(
-            [*self._as_postgres, str(POSTGRES_BIN / program), *args],
+            [*self._as_postgres, str(self.bin / program), *args],
             check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
