@@ -595,6 +595,31 @@ async def test_done_still_arrives_when_reading_the_stream_fails(
     assert (done["status"], done["content"]) == ("complete", LONG_REPLY)
 
 
+async def test_done_still_arrives_when_neither_the_stream_nor_the_group_reaches_the_socket(
+    open_socket, ada, chat_config, fake_upstream, monkeypatch, settings
+):
+    """Redis restarted without its data: the log is gone and so is the socket's membership of
+    the conversation's group. The socket reads the row until the answer ends."""
+    from conversations import consumers
+
+    async def unreadable(*args, **kwargs):
+        raise ConnectionError("event log unreachable")
+
+    async def group_lost(self, event):
+        return None
+
+    settings.CHAT_STALE_STREAM_SECONDS = 3  # the row is read every second
+    fake_upstream.behave(reply=LONG_REPLY, chunk_delay=0.01)
+    monkeypatch.setattr(consumers, "RELAY_ATTEMPTS", 1)
+    monkeypatch.setattr(consumers.ChatConsumer, "relay_once", unreadable)
+    monkeypatch.setattr(consumers.ChatConsumer, "chat_message_done", group_lost)
+    socket = await open_socket(ada)
+    _, _, assistant = await start_chat(socket)
+    done = (await socket.receive_until("message.done"))[-1]
+    assert done["message"] == assistant["id"]
+    assert (done["status"], done["content"]) == ("complete", LONG_REPLY)
+
+
 async def test_stopping_an_answer_whose_process_died_ends_it_at_once(
     open_socket, ada, chat_config, settings
 ):
