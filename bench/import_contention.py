@@ -111,6 +111,8 @@ class LockHolds:
         return {
             "transactions": len(holds),
             "lock_max_hold_ms": round(holds[-1] * 1000, 1) if holds else None,
+            "lock_p99_hold_ms": round(holds[int(len(holds) * 0.99)] * 1000, 1) if holds else None,
+            "lock_median_hold_ms": round(holds[len(holds) // 2] * 1000, 1) if holds else None,
         }
 
 

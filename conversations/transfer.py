@@ -10,7 +10,7 @@ Formats:
   list), which becomes a new conversation with one branch.
 
 An import is validated completely before anything is written: a bad file changes nothing. It is
-then written in short transactions (BULK_WRITE_BATCH rows, IMPORT_BATCH_CHARS of text at most),
+then written in short transactions (IMPORT_BATCH_ROWS rows, IMPORT_BATCH_CHARS of text at most),
 so that no other user waits long for SQLite's single writer; its conversations stay hidden until
 the last transaction shows them all at once, and a failure half-way deletes what was written.
 The owner gets all of the file or none of it.
@@ -31,7 +31,6 @@ from conversations.errors import ChatError
 from conversations.models import Conversation, Message
 from conversations.protocol import PROVIDER_OPTIONS, options_parse
 from conversations.services import (
-    BULK_WRITE_BATCH,
     bulk_write_transaction,
     conversation_purge,
     conversation_sweep_hidden,
@@ -51,6 +50,10 @@ MAX_IMPORT_CONVERSATIONS = 10_000
 # (CHAT_MAX_CONTENT_BYTES), because answers may be longer than questions; a message too long to
 # render as Markdown quickly is shown as plain text (conversations.rendering).
 MAX_CONTENT_LENGTH = 1_000_000
+# Messages written per transaction. Each holds SQLite's writer lock for about 0.12 ms on a quiet
+# machine (mostly the ORM building its rows and the UPDATE restoring their times), so a batch
+# holds it for about 30 ms; bench/import_contention.py measures it on a busy one.
+IMPORT_BATCH_ROWS = 250
 # At most this much message text per transaction, for files of very long messages.
 IMPORT_BATCH_CHARS = 4_000_000
 # The largest count the usage columns hold on every database (PostgreSQL's `integer`).
@@ -546,20 +549,39 @@ def _discard_import(*, user, hidden_since: datetime) -> None:
         logger.exception("could not delete a failed import; it stays hidden until swept")
 
 
-def _batches(rows: list[Message]) -> Iterator[list[Message]]:
-    """`rows` in runs of at most BULK_WRITE_BATCH rows and IMPORT_BATCH_CHARS characters."""
-    batch: list[Message] = []
+def _batches(items: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Planned messages in runs of at most IMPORT_BATCH_ROWS messages and IMPORT_BATCH_CHARS
+    characters, one transaction each."""
+    batch: list[dict[str, Any]] = []
     size = 0
-    for row in rows:
+    for item in items:
         if batch and (
-            len(batch) >= BULK_WRITE_BATCH or size + len(row.content) > IMPORT_BATCH_CHARS
+            len(batch) >= IMPORT_BATCH_ROWS or size + len(item["content"]) > IMPORT_BATCH_CHARS
         ):
             yield batch
             batch, size = [], 0
-        batch.append(row)
-        size += len(row.content)
+        batch.append(item)
+        size += len(item["content"])
     if batch:
         yield batch
+
+
+def _message_row(conversation: Conversation, ids: dict[str, uuid.UUID], item: dict) -> Message:
+    return Message(
+        id=ids[item["key"]],
+        conversation=conversation,
+        parent_id=ids[item["parent"]] if item["parent"] else None,
+        role=item["role"],
+        content=item["content"],
+        status=item["status"],
+        provider=item["provider"],
+        model=item["model"],
+        prompt_tokens=item["prompt_tokens"],
+        completion_tokens=item["completion_tokens"],
+        error_code=item["error_code"],
+        error_detail=item["error_detail"],
+        completed_at=item["completed_at"],
+    )
 
 
 def _create_from_plan(*, user, plan: dict[str, Any], hidden_since: datetime) -> Conversation:
@@ -573,47 +595,30 @@ def _create_from_plan(*, user, plan: dict[str, Any], hidden_since: datetime) -> 
         hidden_since=hidden_since,
         **_provider_links(plan["provider"]),
     )
-    ids = {item["key"]: uuid.uuid4() for item in plan["messages"]}
-    rows = [
-        Message(
-            id=ids[item["key"]],
-            conversation=conversation,
-            parent_id=ids[item["parent"]] if item["parent"] else None,
-            role=item["role"],
-            content=item["content"],
-            status=item["status"],
-            provider=item["provider"],
-            model=item["model"],
-            prompt_tokens=item["prompt_tokens"],
-            completion_tokens=item["completion_tokens"],
-            error_code=item["error_code"],
-            error_detail=item["error_detail"],
-            completed_at=item["completed_at"],
-        )
-        for item in plan["messages"]
-    ]
+    items = plan["messages"]
+    ids = {item["key"]: uuid.uuid4() for item in items}
     # created_at is auto_now_add, which bulk_create overrides; the file's times are restored
     # after it. Messages without one keep the import time, spaced so their order stays the
     # file's. Parents come before their children (_parents_first), so every batch's parents are
-    # already written.
+    # already written. Rows are made a batch at a time: 100,000 model instances held at once
+    # make every garbage collection, some inside a transaction, long.
     now = timezone.now()
-    for position, (row, item) in enumerate(zip(rows, plan["messages"], strict=True)):
-        row.created_at = item["created_at"] or now + timedelta(microseconds=position)
-    for batch in _batches(rows):
-        times = [row.created_at for row in batch]
+    for position, item in enumerate(items):
+        item["created_at"] = item["created_at"] or now + timedelta(microseconds=position)
+    for batch in _batches(items):
+        rows = [_message_row(conversation, ids, item) for item in batch]
         with bulk_write_transaction():
-            Message.objects.bulk_create(batch)
-            for row, created_at in zip(batch, times, strict=True):
-                row.created_at = created_at
-            Message.objects.bulk_update(batch, ["created_at"])
+            Message.objects.bulk_create(rows)
+            for row, item in zip(rows, batch, strict=True):
+                row.created_at = item["created_at"]
+            Message.objects.bulk_update(rows, ["created_at"])
     leaf = plan["current_leaf"]
-    if leaf is None and rows:
-        leaf_row = max(rows, key=lambda row: row.created_at)
-    else:
-        leaf_row = next(row for row in rows if row.id == ids[leaf]) if leaf else None
+    if leaf is None and items:
+        leaf = max(items, key=lambda item: item["created_at"])["key"]
+    leaf_id = ids[leaf] if leaf else None
     updates: dict[str, Any] = {}
-    if leaf_row is not None:
-        updates["current_leaf_id"] = leaf_row.id
+    if leaf_id is not None:
+        updates["current_leaf_id"] = leaf_id
     if plan["created_at"]:
         updates["created_at"] = plan["created_at"]
     if updates:

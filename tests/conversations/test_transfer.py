@@ -255,10 +255,12 @@ def test_a_large_import_is_written_in_bounded_transactions_and_hidden_until_comp
     inserts = [
         q["sql"] for q in queries if q["sql"].startswith('INSERT INTO "conversations_message"')
     ]
-    # 500 + 500 + 200 rows, each batch in its own transaction (savepoints inside the test's).
-    assert len(inserts) == 3
-    assert sum(q["sql"].startswith("SAVEPOINT") for q in queries) >= 4
-    assert seen_during_import == [[], [], []]
+    # 250 + 250 + 250 + 250 + 200 rows, each batch in its own transaction (savepoints inside
+    # the test's).
+    assert transfer.IMPORT_BATCH_ROWS == 250
+    assert len(inserts) == 5
+    assert sum(q["sql"].startswith("SAVEPOINT") for q in queries) >= 6
+    assert seen_during_import == [[]] * 5
     assert Message.objects.filter(conversation=conversation).count() == 1200
     assert conversation_sidebar_page(user=ada).conversations[0].id == conversation.id
 
