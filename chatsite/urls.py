@@ -11,3 +11,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("conversations.urls")),
 ]
+
+handler500 = "chatsite.views.server_error"

@@ -1,11 +1,14 @@
 import asyncio
 import logging
+import sys
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.contrib.auth.decorators import login_not_required
-from django.db import connection
-from django.http import JsonResponse
+from django.db import DatabaseError, connection
+from django.http import HttpResponse, JsonResponse
+from django.template.loader import render_to_string
+from django.views import defaults
 from django.views.decorators.cache import never_cache
 
 logger = logging.getLogger(__name__)
@@ -52,3 +55,14 @@ async def healthz(request):
         {"status": "ok" if ok else "down", "database": database, "channel_layer": channel_layer},
         status=200 if ok else 503,
     )
+
+
+def server_error(request):
+    """Django's 500 handler, except that a database that cannot be reached is a 503: the site is
+    fine and the request can be tried again in a moment. Rendered without the request's context,
+    whose processors (the signed-in user) would need the database again."""
+    if isinstance(sys.exc_info()[1], DatabaseError):
+        response = HttpResponse(render_to_string("503.html"), status=503)
+        response["Retry-After"] = "5"
+        return response
+    return defaults.server_error(request)

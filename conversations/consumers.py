@@ -16,6 +16,7 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from django.db import DatabaseError
 
 from conversations import frames, generation, selectors
 from conversations.errors import ChatError
@@ -48,6 +49,7 @@ SENT_MEMORY = 500
 # How long an answer's done frame, announced through the group, waits for this socket's reader
 # of the answer's log to deliver it first (after every delta) before being sent anyway.
 DONE_GRACE_SECONDS = 2.0
+DATABASE_UNAVAILABLE = "The database cannot be reached right now; try again in a moment."
 # A reader of an answer's log that fails (a Redis blip) starts over from a snapshot this often.
 RELAY_ATTEMPTS = 5
 
@@ -109,6 +111,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         except ChatError as exc:
             await self.send_json(
                 frames.error(code=exc.code, detail=exc.detail, request_id=request_id)
+            )
+        except DatabaseError:
+            # The database is restarting or unreachable: nothing is wrong with the request.
+            logger.warning("chat socket: the database is unavailable", exc_info=True)
+            await self.send_json(
+                frames.error(code="unavailable", detail=DATABASE_UNAVAILABLE, request_id=request_id)
             )
         except Exception:
             # A bug must cost one request, not the socket (and the user's other answers with it).
@@ -252,8 +260,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                     exc_info=True,
                 )
                 if failures >= RELAY_ATTEMPTS:
-                    # Live frames are out of reach; the done frame still comes through the
-                    # conversation's group when the answer ends.
+                    # Live frames are out of reach; the row still tells how the answer ends
+                    # (the group may have lost this socket too, if Redis restarted).
+                    await self.relay_without_log(message_id, conversation_id, None)
                     return
                 await asyncio.sleep(0.2 * 2**failures)
                 # Where this reader had got to is unknown now: a snapshot puts it back in step.
@@ -330,12 +339,29 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await generation.message_interrupt_and_announce(message_id=message_id)
             return
         # Alive elsewhere but unreadable here: show the checkpoint; its end arrives as a
-        # `chat.message.done` from whoever ends it.
+        # `chat.message.done` from whoever ends it, or is read from the row below.
         await self.send_json(
             frames.message_snapshot(
                 message_id=message_id, conversation_id=conversation_id, seq=0, content=row.content
             )
         )
+        await self.watch_row_until_done(message_id)
+
+    async def watch_row_until_done(self, message_id: uuid.UUID) -> None:
+        """Read the row now and then until the answer ends (its writer saves it, or the stale
+        sweep marks it interrupted): the group's done frame may never come when Redis lost this
+        socket's membership, and a socket must not wait for ever."""
+        while message_id not in self.done_sent:
+            await asyncio.sleep(generation.liveness_seconds())
+            row = await database_sync_to_async(selectors.message_get)(message_id=message_id)
+            if row is None:
+                return
+            if row.status != Message.Status.STREAMING:
+                await self.send_done(await self.done_frame_from_row(row))
+                return
+            if row.checkpointed_at is None or row.checkpointed_at < generation.stale_cutoff():
+                await generation.message_interrupt_and_announce(message_id=message_id)
+                return
 
     async def done_frame_from_row(self, message: Message) -> dict[str, Any]:
         html = await sync_to_async(message_html, thread_sensitive=False)(message)

@@ -15,7 +15,7 @@ Events: a delta `{seq, delta}` (seq 1, 2, ... without gaps) and a final `done` c
 import asyncio
 import json
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -47,7 +47,13 @@ class Snapshot:
 
 class EventLog(Protocol):
     async def open(self, generation: str) -> None: ...
-    async def append(self, generation: str, *, seq: int, delta: str) -> None: ...
+    async def append(
+        self, generation: str, *, seq: int, delta: str, text_so_far: Callable[[], str]
+    ) -> None:
+        """Add a delta; `text_so_far()` (the whole text, this delta included) rebuilds a log
+        that was lost (Redis restarted without its data)."""
+        ...
+
     async def keepalive(self, generation: str) -> None: ...
     async def finish(self, generation: str, *, seq: int, done: dict[str, Any]) -> None: ...
     async def discard(self, generation: str) -> None: ...
@@ -73,7 +79,9 @@ class MemoryEventLog:
     async def open(self, generation: str) -> None:
         self._buffers[generation] = _Buffer()
 
-    async def append(self, generation: str, *, seq: int, delta: str) -> None:
+    async def append(
+        self, generation: str, *, seq: int, delta: str, text_so_far: Callable[[], str]
+    ) -> None:
         buffer = self._buffers[generation]
         async with buffer.changed:
             buffer.deltas.append(delta)
@@ -127,12 +135,24 @@ class MemoryEventLog:
                 return
 
 
+# A delta goes into the log only while its stream exists, atomically with that check (a script
+# runs alone on the server). KEYS: stream, text. ARGV: delta, seq, maxlen. Returns 1 or 0.
+_APPEND_IF_OPEN = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('APPEND', KEYS[2], ARGV[1])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'kind', 'delta', 'seq', ARGV[2],
+           'delta', ARGV[1])
+return 1
+"""
+
+
 class RedisEventLog:
     def __init__(self, url: str) -> None:
         # Reads wait up to BLOCK_MS in XREAD; the socket timeout must outlast that.
         self.redis = aioredis.from_url(
             url, decode_responses=True, socket_timeout=settings.REDIS_SOCKET_TIMEOUT
         )
+        self._append_if_open = self.redis.register_script(_APPEND_IF_OPEN)
 
     @staticmethod
     def _keys(generation: str) -> tuple[str, str]:
@@ -147,16 +167,21 @@ class RedisEventLog:
             pipe.expire(events, ACTIVE_TTL_SECONDS)
             await pipe.execute()
 
-    async def append(self, generation: str, *, seq: int, delta: str) -> None:
+    async def append(
+        self, generation: str, *, seq: int, delta: str, text_so_far: Callable[[], str]
+    ) -> None:
         events, text = self._keys(generation)
+        maxlen = settings.CHAT_STREAM_MAXLEN
+        if await self._append_if_open(keys=[events, text], args=[delta, seq, maxlen]):
+            return
+        # Redis lost the log (restarted without its data): appending would leave a text key
+        # holding only the deltas since, which a reader's snapshot would show as the whole
+        # answer. The log starts again from the whole text; readers see the seq jump and take a
+        # snapshot.
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.append(text, delta)
-            pipe.xadd(
-                events,
-                {"kind": "delta", "seq": seq, "delta": delta},
-                maxlen=settings.CHAT_STREAM_MAXLEN,
-                approximate=True,
-            )
+            pipe.set(text, text_so_far(), ex=ACTIVE_TTL_SECONDS)
+            pipe.xadd(events, {"kind": "start", "seq": seq})
+            pipe.expire(events, ACTIVE_TTL_SECONDS)
             await pipe.execute()
 
     async def keepalive(self, generation: str) -> None:

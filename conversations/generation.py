@@ -282,7 +282,10 @@ class Generation:
         self.parts.append(delta)
         self.length += len(delta)
         seq = self.seq
-        await _best_effort("event log append", lambda: log.append(key, seq=seq, delta=delta))
+        await _best_effort(
+            "event log append",
+            lambda: log.append(key, seq=seq, delta=delta, text_so_far=lambda: self.content),
+        )
 
     async def _finish(self, log, key: str, status: str, failure: ProviderError | None) -> None:
         if self._checkpoint is not None:

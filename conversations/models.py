@@ -35,6 +35,11 @@ class Conversation(models.Model):
     archived = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Set while an import writes the conversation, or a delete removes it, in many short
+    # transactions: its owner never sees half of it. A row still hidden long after this time was
+    # left by a process that died, and is swept away. Nullable without a default, like
+    # Message.content_html, so that SQLite adds the column in place (see there).
+    hidden_since = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-updated_at"]

@@ -100,11 +100,44 @@ def _parser() -> MarkdownIt:
     return parser
 
 
+# Measured with markdown-it-py (docs/reliability.md): ordinary Markdown renders at 1-2.5 ms per
+# 1,000 characters, so a message longer than this (chat accepts 100 kB from a user; imports and
+# answers may be longer) would take more than about a quarter of a second and is shown as
+# escaped, preformatted text with a note instead.
+RENDER_MAX_CHARS = 100_000
+# Unmatched `[` cost time quadratic in their number within a paragraph (50,000 of them in 60 kB:
+# 3.4 s): past this many more `[` than `](`, a message is shown as plain text too.
+RENDER_MAX_UNMATCHED_BRACKETS = 2_000
+# The most Markdown one page view renders, in characters (about half a second). Messages past it
+# that have no stored HTML are shown as plain text this time; a later view renders them.
+VIEW_RENDER_BUDGET_CHARS = 200_000
+TOO_LONG_NOTE = "Shown as plain text: this message is too long to format quickly."
+DEFERRED_NOTE = "Shown as plain text for now: it will be formatted the next time you open this."
+
+
+def too_costly_to_render(text: str) -> bool:
+    return (
+        len(text) > RENDER_MAX_CHARS
+        or text.count("[") - text.count("](") > RENDER_MAX_UNMATCHED_BRACKETS
+    )
+
+
+def plain_text_html(text: str, *, note: str) -> str:
+    """The text as it is, escaped and preformatted, under a one-line note saying why."""
+    return f"<p><em>{note}</em></p>\n<pre>{html.escape(text)}</pre>\n"
+
+
+def _markdown_to_html(text: str) -> str:
+    return _CLEANER.clean(_parser().render(text))
+
+
 def render_markdown(text: str) -> str:
     """Safe HTML for a message's Markdown; the `html` of `message.done` and of the pages."""
     if not text:
         return ""
-    return _CLEANER.clean(_parser().render(text))
+    if too_costly_to_render(text):
+        return plain_text_html(text, note=TOO_LONG_NOTE)
+    return _markdown_to_html(text)
 
 
 # Bump when the rendering changes (allowed tags, highlighting, ...): HTML stored with an older
@@ -112,10 +145,42 @@ def render_markdown(text: str) -> str:
 RENDER_VERSION = 1
 
 
+def _stored_html(message) -> str | None:
+    if message.content_html_version == RENDER_VERSION and message.content_html is not None:
+        return message.content_html
+    return None
+
+
 def message_html(message) -> str:
     """A finished message's HTML: the copy saved when its answer ended, when it was made by this
     rendering, else rendered now (imported, interrupted and older messages). Rendering a long
     answer with code costs tens of milliseconds; a page of fifty should not pay it every view."""
-    if message.content_html_version == RENDER_VERSION and message.content_html is not None:
-        return message.content_html
-    return render_markdown(message.content)
+    stored = _stored_html(message)
+    return render_markdown(message.content) if stored is None else stored
+
+
+def messages_html_for_view(
+    messages: list, *, budget: int = VIEW_RENDER_BUDGET_CHARS
+) -> tuple[dict, list]:
+    """The HTML of one view's finished messages, by message id, rendering at most `budget`
+    characters of Markdown: stored copies as they are, others rendered while the budget lasts,
+    the rest as plain text for now. Also returns the messages rendered here, with their new
+    `content_html` set, for the caller to store (so the next view does not pay again)."""
+    html_by_id = {}
+    rendered = []
+    for message in messages:
+        stored = _stored_html(message)
+        if stored is not None:
+            html_by_id[message.pk] = stored
+            continue
+        costly = too_costly_to_render(message.content)
+        if not costly and len(message.content) > budget:
+            html_by_id[message.pk] = plain_text_html(message.content, note=DEFERRED_NOTE)
+            continue
+        if not costly:
+            budget -= len(message.content)
+        message.content_html = render_markdown(message.content)
+        message.content_html_version = RENDER_VERSION
+        html_by_id[message.pk] = message.content_html
+        rendered.append(message)
+    return html_by_id, rendered

@@ -107,7 +107,8 @@ type _Query = tuple[str, list]
 def _filter_sql(filters: SearchFilters, *, stamp: str) -> tuple[str, list]:
     """WHERE fragments shared by both databases; `c` is the conversation, `stamp` the column that
     the date range applies to."""
-    sql, params = [], []
+    # A conversation half imported or half deleted is not its owner's to see yet (or any more).
+    sql, params = [" AND c.hidden_since IS NULL"], []
     for column, value in (("provider", filters.provider), ("model", filters.model)):
         if value:
             # Hits in conversations that this provider/model answered in.

@@ -18,13 +18,15 @@ from conversations.models import Conversation, Message
 def conversation_get_for_user(
     *, user: AbstractBaseUser, conversation_id: uuid.UUID
 ) -> Conversation | None:
-    return Conversation.objects.filter(pk=conversation_id, owner=user).first()
+    return Conversation.objects.filter(
+        pk=conversation_id, owner=user, hidden_since__isnull=True
+    ).first()
 
 
 def message_get_for_user(*, user: AbstractBaseUser, message_id: uuid.UUID) -> Message | None:
     return (
         Message.objects.select_related("conversation")
-        .filter(pk=message_id, conversation__owner=user)
+        .filter(pk=message_id, conversation__owner=user, conversation__hidden_since__isnull=True)
         .first()
     )
 
@@ -135,9 +137,9 @@ def conversation_sidebar_page(
     Keyset pagination on (updated_at, id) rather than OFFSET: a page costs the same whether it is
     the first or the hundredth, and conversations moving to the top do not shift later pages.
     """
-    queryset = Conversation.objects.filter(owner=user, archived=archived).only(
-        "id", "title", "updated_at", "archived", "owner_id"
-    )
+    queryset = Conversation.objects.filter(
+        owner=user, archived=archived, hidden_since__isnull=True
+    ).only("id", "title", "updated_at", "archived", "owner_id")
     position = _parse_sidebar_cursor(cursor) if cursor else None
     if position is not None:
         stamp, ident = position
@@ -152,7 +154,7 @@ def conversation_for_page(*, user, conversation_id: uuid.UUID) -> Conversation:
     """The user's conversation with its provider links; raises Conversation.DoesNotExist for
     anyone else's id, so a guessed id looks exactly like a missing one."""
     return Conversation.objects.select_related("provider_config", "fallback_chain").get(
-        id=conversation_id, owner=user
+        id=conversation_id, owner=user, hidden_since__isnull=True
     )
 
 

@@ -6,9 +6,12 @@ together, so no half-written exchange is ever visible.
 """
 
 import logging
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -17,7 +20,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from conversations.errors import ChatError
@@ -44,6 +47,15 @@ logger = logging.getLogger(__name__)
 NOT_FOUND = "No such conversation or message."
 INTERRUPTED_DETAIL = "The server stopped before the answer was complete."
 TARGET_FIELDS = ["provider_config", "fallback_chain", "model", "updated_at"]
+# Rows one transaction of a bulk write (an import, a delete) touches. SQLite has one writer at a
+# time: 500 message rows with their full-text index rows take tens of milliseconds, so another
+# user's chat never waits long for the lock (bench/import_contention.py measures it).
+BULK_WRITE_BATCH = 500
+# The longest pause a bulk write leaves between two transactions on SQLite (see
+# bulk_write_transaction), so a transaction slowed by a busy machine does not stretch it too.
+BULK_WRITE_MAX_PAUSE = 0.2
+# A conversation hidden this long ago by an import or a delete was left by a process that died.
+HIDDEN_ABANDONED_AFTER = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -131,6 +143,16 @@ def message_checkpoint(*, message_id: uuid.UUID, content: str | None) -> None:
     if content is not None:
         fields["content"] = content
     Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(**fields)
+
+
+def message_html_store(*, messages: list[Message]) -> None:
+    """Save the HTML rendered for messages shown on a page, in one statement (a page holds a
+    bounded number of messages). Only a cache: when the database is busy or down, the page
+    shows anyway."""
+    try:
+        Message.objects.bulk_update(messages, ["content_html", "content_html_version"])
+    except DatabaseError:
+        logger.warning("could not store rendered HTML; it is rendered again next time")
 
 
 def message_finish(
@@ -249,7 +271,9 @@ def _lock_user_and_check_limit(user: AbstractBaseUser) -> None:
 
 def _own_conversation(user: AbstractBaseUser, conversation_id: uuid.UUID) -> Conversation:
     conversation = (
-        Conversation.objects.select_for_update().filter(pk=conversation_id, owner=user).first()
+        Conversation.objects.select_for_update()
+        .filter(pk=conversation_id, owner=user, hidden_since__isnull=True)
+        .first()
     )
     if conversation is None:
         raise ChatError("not_found", NOT_FOUND)
@@ -259,7 +283,7 @@ def _own_conversation(user: AbstractBaseUser, conversation_id: uuid.UUID) -> Con
 def _own_message(user: AbstractBaseUser, message_id: uuid.UUID) -> Message:
     message = (
         Message.objects.select_related("conversation")
-        .filter(pk=message_id, conversation__owner=user)
+        .filter(pk=message_id, conversation__owner=user, conversation__hidden_since__isnull=True)
         .first()
     )
     if message is None:
@@ -404,11 +428,12 @@ def conversation_set_archived(*, conversation: Conversation, archived: bool) -> 
 
 
 def conversation_delete(*, conversation: Conversation) -> None:
-    """Delete a conversation with all its messages.
+    """Delete a conversation with all its messages, in short transactions.
 
-    The parent links are cut first, in one UPDATE: otherwise the deletion collector follows the
-    self-referencing `parent` cascade one tree level per query, which for a long chat means
-    thousands of queries.
+    The first hides the conversation from its owner and asks its running answers to stop; the
+    messages then go BULK_WRITE_BATCH at a time, and the conversation row last. A process that
+    dies half-way leaves a hidden conversation, which `conversation_sweep_hidden` removes (at
+    the owner's next delete or import).
     """
     with transaction.atomic():
         running = list(
@@ -416,13 +441,59 @@ def conversation_delete(*, conversation: Conversation) -> None:
                 conversation=conversation, status=Message.Status.STREAMING
             ).values_list("pk", flat=True)
         )
-        Conversation.objects.filter(pk=conversation.pk).update(current_leaf=None)
-        Message.objects.filter(conversation=conversation).update(parent=None)
-        Message.objects.filter(conversation=conversation).delete()
-        Conversation.objects.filter(pk=conversation.pk).delete()
+        Conversation.objects.filter(pk=conversation.pk).update(
+            current_leaf=None, hidden_since=timezone.now()
+        )
         # Answers still being written for it would go on costing upstream tokens for nothing.
         for message_id in running:
             transaction.on_commit(partial(_request_stop, message_id))
+    conversation_purge(conversation_id=conversation.pk)
+    conversation_sweep_hidden(user=conversation.owner)
+
+
+@contextmanager
+def bulk_write_transaction() -> Iterator[None]:
+    """One transaction of a bulk write, then (on SQLite) a pause as long as it took. SQLite's
+    busy handler polls for the lock with sleeps of up to 100 ms: a bulk writer that takes the
+    lock back at once would starve every other writer, however short its transactions."""
+    started = time.monotonic()
+    with transaction.atomic():
+        yield
+    if connection.vendor == "sqlite":
+        time.sleep(min(time.monotonic() - started, BULK_WRITE_MAX_PAUSE))
+
+
+def conversation_purge(*, conversation_id: uuid.UUID) -> None:
+    """Delete a (hidden) conversation's messages a batch per transaction, then the row itself."""
+    for batch in _message_id_batches(conversation_id):
+        with bulk_write_transaction():
+            # Links into the batch are cut first: otherwise the deletion collector follows the
+            # self-referencing `parent` cascade one tree level per query.
+            Message.objects.filter(parent_id__in=batch).update(parent=None)
+            Message.objects.filter(pk__in=batch).only("pk").delete()
+    Conversation.objects.filter(pk=conversation_id).delete()
+
+
+def _message_id_batches(conversation_id: uuid.UUID) -> Iterator[list[uuid.UUID]]:
+    """The ids of the conversation's remaining messages, a batch at a time (read between the
+    transactions that delete them)."""
+    messages = Message.objects.filter(conversation_id=conversation_id)
+    while batch := list(messages.values_list("pk", flat=True)[:BULK_WRITE_BATCH]):
+        yield batch
+
+
+def conversation_sweep_hidden(*, user: AbstractBaseUser) -> int:
+    """Remove the user's conversations that an import or a delete hid and never finished (its
+    process died); returns how many."""
+    cutoff = timezone.now() - HIDDEN_ABANDONED_AFTER
+    stale = list(
+        Conversation.objects.filter(owner=user, hidden_since__lt=cutoff).values_list(
+            "pk", flat=True
+        )
+    )
+    for conversation_id in stale:
+        conversation_purge(conversation_id=conversation_id)
+    return len(stale)
 
 
 def _request_stop(message_id: uuid.UUID) -> None:

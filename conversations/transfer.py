@@ -9,24 +9,35 @@ Formats:
 - import also accepts an OpenAI-style `{"messages": [{"role", "content"}, ...]}` (or the bare
   list), which becomes a new conversation with one branch.
 
-An import is validated completely before anything is written and then written in one
-transaction: a bad file changes nothing.
+An import is validated completely before anything is written: a bad file changes nothing. It is
+then written in short transactions (IMPORT_BATCH_ROWS rows, IMPORT_BATCH_CHARS of text at most),
+so that no other user waits long for SQLite's single writer; its conversations stay hidden until
+the last transaction shows them all at once, and a failure half-way deletes what was written.
+The owner gets all of the file or none of it.
 """
 
 import json
+import logging
 import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from conversations import titles
 from conversations.errors import ChatError
 from conversations.models import Conversation, Message
 from conversations.protocol import PROVIDER_OPTIONS, options_parse
+from conversations.services import (
+    bulk_write_transaction,
+    conversation_purge,
+    conversation_sweep_hidden,
+)
+
+logger = logging.getLogger(__name__)
 
 CONVERSATION_FORMAT = "chatsite.conversation"
 EXPORT_FORMAT = "chatsite.export"
@@ -36,7 +47,16 @@ EXPORT_BATCH_SIZE = 50
 EXPORT_MESSAGE_CHUNK_SIZE = 200
 MAX_IMPORT_MESSAGES = 100_000
 MAX_IMPORT_CONVERSATIONS = 10_000
+# The import limit of one message, in characters. Larger than what chat accepts from a user
+# (CHAT_MAX_CONTENT_BYTES), because answers may be longer than questions; a message too long to
+# render as Markdown quickly is shown as plain text (conversations.rendering).
 MAX_CONTENT_LENGTH = 1_000_000
+# Messages written per transaction. Each holds SQLite's writer lock for about 0.12 ms on a quiet
+# machine (mostly the ORM building its rows and the UPDATE restoring their times), so a batch
+# holds it for about 30 ms; bench/import_contention.py measures it on a busy one.
+IMPORT_BATCH_ROWS = 250
+# At most this much message text per transaction, for files of very long messages.
+IMPORT_BATCH_CHARS = 4_000_000
 # The largest count the usage columns hold on every database (PostgreSQL's `integer`).
 MAX_TOKEN_COUNT = 2**31 - 1
 # Imported times must survive conversion to UTC and a day of arithmetic either way.
@@ -145,7 +165,7 @@ def conversations_export_all(
         f'{{"format": "{EXPORT_FORMAT}", "version": {FORMAT_VERSION}, '
         f'"exported_at": {json.dumps(_stamp(timezone.now()))}, "conversations": ['
     )
-    base = Conversation.objects.filter(owner=user).select_related(
+    base = Conversation.objects.filter(owner=user, hidden_since__isnull=True).select_related(
         "provider_config", "fallback_chain"
     )
     last_id = None
@@ -493,17 +513,80 @@ def _provider_links(name: str) -> dict[str, Any]:
 
 
 def conversations_import(*, user, raw: bytes) -> list[Conversation]:
-    """Validate the whole file, then create its conversations (with new ids) in one transaction.
-    Raises TransferError with a message for the user; on error nothing is written."""
+    """Validate the whole file, then create its conversations (with new ids), all or none.
+    Raises TransferError with a message for the user; on error nothing of the file stays."""
     plans = import_plans(raw)
+    conversation_sweep_hidden(user=user)
+    hidden_since = timezone.now()
     created = []
-    with transaction.atomic():
+    try:
         for plan in plans:
-            created.append(_create_from_plan(user=user, plan=plan))
+            created.append(_create_from_plan(user=user, plan=plan, hidden_since=hidden_since))
+        with transaction.atomic():
+            Conversation.objects.filter(owner=user, hidden_since=hidden_since).update(
+                hidden_since=None
+            )
+    except BaseException as exc:
+        _discard_import(user=user, hidden_since=hidden_since)
+        if isinstance(exc, DatabaseError):
+            logger.exception("import failed while writing; what was written is deleted")
+            raise TransferError(
+                "The import could not be saved (the database is busy or unavailable). "
+                "Nothing was imported; try again in a moment."
+            ) from exc
+        raise
+    for conversation in created:
+        conversation.hidden_since = None
     return created
 
 
-def _create_from_plan(*, user, plan: dict[str, Any]) -> Conversation:
+def _discard_import(*, user, hidden_since: datetime) -> None:
+    """Delete what an import that failed had written (still hidden, so never seen)."""
+    try:
+        leftovers = Conversation.objects.filter(owner=user, hidden_since=hidden_since)
+        for conversation_id in leftovers.values_list("pk", flat=True):
+            conversation_purge(conversation_id=conversation_id)
+    except DatabaseError:
+        # The database is gone for now: the hidden rows are swept by a later import.
+        logger.exception("could not delete a failed import; it stays hidden until swept")
+
+
+def _batches(items: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Planned messages in runs of at most IMPORT_BATCH_ROWS messages and IMPORT_BATCH_CHARS
+    characters, one transaction each."""
+    batch: list[dict[str, Any]] = []
+    size = 0
+    for item in items:
+        if batch and (
+            len(batch) >= IMPORT_BATCH_ROWS or size + len(item["content"]) > IMPORT_BATCH_CHARS
+        ):
+            yield batch
+            batch, size = [], 0
+        batch.append(item)
+        size += len(item["content"])
+    if batch:
+        yield batch
+
+
+def _message_row(conversation: Conversation, ids: dict[str, uuid.UUID], item: dict) -> Message:
+    return Message(
+        id=ids[item["key"]],
+        conversation=conversation,
+        parent_id=ids[item["parent"]] if item["parent"] else None,
+        role=item["role"],
+        content=item["content"],
+        status=item["status"],
+        provider=item["provider"],
+        model=item["model"],
+        prompt_tokens=item["prompt_tokens"],
+        completion_tokens=item["completion_tokens"],
+        error_code=item["error_code"],
+        error_detail=item["error_detail"],
+        completed_at=item["completed_at"],
+    )
+
+
+def _create_from_plan(*, user, plan: dict[str, Any], hidden_since: datetime) -> Conversation:
     conversation = Conversation.objects.create(
         owner=user,
         title=plan["title"],
@@ -511,42 +594,33 @@ def _create_from_plan(*, user, plan: dict[str, Any]) -> Conversation:
         system_prompt=plan["system_prompt"],
         options=plan["options"],
         archived=plan["archived"],
+        hidden_since=hidden_since,
         **_provider_links(plan["provider"]),
     )
-    ids = {item["key"]: uuid.uuid4() for item in plan["messages"]}
-    now = timezone.now()
-    rows = [
-        Message(
-            id=ids[item["key"]],
-            conversation=conversation,
-            parent_id=ids[item["parent"]] if item["parent"] else None,
-            role=item["role"],
-            content=item["content"],
-            status=item["status"],
-            provider=item["provider"],
-            model=item["model"],
-            prompt_tokens=item["prompt_tokens"],
-            completion_tokens=item["completion_tokens"],
-            error_code=item["error_code"],
-            error_detail=item["error_detail"],
-            completed_at=item["completed_at"],
-        )
-        for item in plan["messages"]
-    ]
-    Message.objects.bulk_create(rows, batch_size=500)
+    items = plan["messages"]
+    ids = {item["key"]: uuid.uuid4() for item in items}
     # created_at is auto_now_add, which bulk_create overrides; the file's times are restored
-    # here. Messages without one keep the import time, spaced so their order stays the file's.
-    for position, (row, item) in enumerate(zip(rows, plan["messages"], strict=True)):
-        row.created_at = item["created_at"] or now + timedelta(microseconds=position)
-    Message.objects.bulk_update(rows, ["created_at"], batch_size=500)
+    # after it. Messages without one keep the import time, spaced so their order stays the
+    # file's. Parents come before their children (_parents_first), so every batch's parents are
+    # already written. Rows are made a batch at a time: 100,000 model instances held at once
+    # make every garbage collection, some inside a transaction, long.
+    now = timezone.now()
+    for position, item in enumerate(items):
+        item["created_at"] = item["created_at"] or now + timedelta(microseconds=position)
+    for batch in _batches(items):
+        rows = [_message_row(conversation, ids, item) for item in batch]
+        with bulk_write_transaction():
+            Message.objects.bulk_create(rows)
+            for row, item in zip(rows, batch, strict=True):
+                row.created_at = item["created_at"]
+            Message.objects.bulk_update(rows, ["created_at"])
     leaf = plan["current_leaf"]
-    if leaf is None and rows:
-        leaf_row = max(rows, key=lambda row: row.created_at)
-    else:
-        leaf_row = next(row for row in rows if row.id == ids[leaf]) if leaf else None
+    if leaf is None and items:
+        leaf = max(items, key=lambda item: item["created_at"])["key"]
+    leaf_id = ids[leaf] if leaf else None
     updates: dict[str, Any] = {}
-    if leaf_row is not None:
-        updates["current_leaf_id"] = leaf_row.id
+    if leaf_id is not None:
+        updates["current_leaf_id"] = leaf_id
     if plan["created_at"]:
         updates["created_at"] = plan["created_at"]
     # The sidebar sorts by the last activity: the file's, not the moment of the import.

@@ -32,7 +32,7 @@ from conversations.forms import (
 )
 from conversations.generation import generation_run_to_completion
 from conversations.models import Conversation, Message
-from conversations.rendering import message_html
+from conversations.rendering import messages_html_for_view
 from conversations.search import SearchFilters, search_for_user
 from conversations.transfer import (
     TransferError,
@@ -76,18 +76,22 @@ def _conversation_or_404(request, conversation_id: uuid.UUID) -> Conversation:
 
 
 def _message_views(page: selectors.BranchPage) -> list[dict[str, Any]]:
-    views = []
-    for item in page.items:
-        message = item.message
-        rendered = message.role == Message.Role.ASSISTANT and message.status in FINAL_STATUSES
-        views.append(
-            {
-                "message": message,
-                "siblings": item.siblings,
-                "html": message_html(message) if rendered else None,
-            }
-        )
-    return views
+    final = [item.message for item in page.items if _shown_as_markdown(item.message)]
+    html_by_id, rendered = messages_html_for_view(final)
+    if rendered:
+        services.message_html_store(messages=rendered)
+    return [
+        {
+            "message": item.message,
+            "siblings": item.siblings,
+            "html": html_by_id.get(item.message.pk),
+        }
+        for item in page.items
+    ]
+
+
+def _shown_as_markdown(message: Message) -> bool:
+    return message.role == Message.Role.ASSISTANT and message.status in FINAL_STATUSES
 
 
 def _page(request, template: str, context: dict[str, Any], *, status: int = 200) -> HttpResponse:

@@ -8,7 +8,14 @@ import httpx
 from providers.base import AsyncGeneratorProvider, ProviderModelMixin, RaiseErrorMixin
 from providers.errors import ModelNotFoundError
 from providers.registry import register
-from providers.transport import drain_lines, endpoint, parse_json, request_timeout, streamed_post
+from providers.transport import (
+    body_lines,
+    drain_lines,
+    endpoint,
+    parse_json,
+    request_timeout,
+    streamed_post,
+)
 from providers.types import AsyncResult, Messages
 
 MODEL_MISSING = "The model: `gpt-4` does not exist"
@@ -88,7 +95,7 @@ class Lockchat(AsyncGeneratorProvider, ProviderModelMixin, RaiseErrorMixin):
         ) as response:
             # Raw lines rather than post_for_events: the model-missing answer counts in any line,
             # and must be seen before raise_error would turn it into an error.
-            lines = response.aiter_lines()
+            lines = body_lines(response)
             async for line in lines:
                 if MODEL_MISSING in line:
                     if answered:

@@ -6,6 +6,7 @@ POST around them (answered in one piece, or as a stream of events).
 import asyncio
 import json
 import logging
+import re
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -163,16 +164,43 @@ async def drain_lines(lines: AsyncIterator[str]) -> None:
         logger.debug("connection broke after [DONE]", exc_info=True)
 
 
+# The only line ends of the event-stream format (WHATWG HTML, "Parsing an event stream": CRLF,
+# LF or CR). httpx's `aiter_lines` ends lines like `str.splitlines`, also at U+2028, U+2029, U+0085,
+# VT, FF and the file/group/record separators, all of which JSON allows raw inside a string.
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+async def body_lines(response: httpx.Response) -> AsyncIterator[str]:
+    """The body's lines (without their ends), decoded as they arrive: lines end at CR, LF or
+    CRLF and nowhere else, however the body is cut into network reads. httpx decodes UTF-8
+    incrementally, so a character split across reads arrives whole."""
+    partial: list[str] = []
+    after_cr = False
+    async for text in response.aiter_text():
+        if after_cr and text.startswith("\n"):
+            text = text[1:]  # the LF of a CRLF whose CR ended the previous read
+        after_cr = text.endswith("\r")
+        *ended, rest = _LINE_END.split(text)
+        for line in ended:
+            if partial:
+                line = "".join(partial) + line
+                partial.clear()
+            yield line
+        if rest:
+            partial.append(rest)
+    if partial:
+        yield "".join(partial)
+
+
 async def sse_data(response: httpx.Response) -> AsyncIterator[str]:
     """The `data` payload of every event line, until `data: [DONE]` or the end of the body.
 
-    httpx's line iterator already joins lines split across network reads and accepts \\n, \\r\\n
-    and \\r endings (and decodes UTF-8 split mid-character). On top of it: comments (`:`) and
-    keep-alive blank lines are skipped, `event:`/`id:`/`retry:` fields are ignored, and each
-    `data:` line is one event, because LLM upstreams put one JSON document per line and some
-    (Raycast) never send the blank separator line.
+    Lines come from `body_lines`. Comments (`:`) and keep-alive blank lines are skipped,
+    `event:`/`id:`/`retry:` fields are ignored, and each `data:` line is one event, because LLM
+    upstreams put one JSON document per line and some (Raycast) never send the blank separator
+    line.
     """
-    lines = response.aiter_lines()
+    lines = body_lines(response)
     async for line in lines:
         if line.startswith("data:"):
             value = line.removeprefix("data:").removeprefix(" ")

@@ -11,6 +11,7 @@ byte-level control over every write (chunk boundaries, CRLF, a socket closed mid
 import hashlib
 import json
 import re
+import select
 import socket
 import sys
 import threading
@@ -68,8 +69,9 @@ class Behaviour:
     accept_token: str | None = None
     # When set, a streaming endpoint answers 200 with exactly these pieces as its body, each one
     # written as its own chunk (any framing a test wants, byte for byte); with `drop_after`, the
-    # connection is cut after that many pieces, before the body's end.
-    raw_stream: tuple[str, ...] | None = None
+    # connection is cut after that many pieces, before the body's end. A str piece is sent as
+    # UTF-8, a bytes piece as it is (so a piece may end inside a character).
+    raw_stream: tuple[str | bytes, ...] | None = None
 
 
 def deltas_of(reply: str) -> list[str]:
@@ -121,7 +123,7 @@ class FakeUpstream:
         usage: bool = True,
         model_missing: int = 0,
         accept_token: str | None = None,
-        raw_stream: tuple[str, ...] | None = None,
+        raw_stream: tuple[str | bytes, ...] | None = None,
     ) -> None:
         """Applies to every following request until reset().
 
@@ -168,7 +170,7 @@ class FakeUpstream:
                 return True
             return False
 
-    def wait_done(self, timeout: float = 5.0) -> RecordedRequest:
+    def wait_done(self, timeout: float = 30.0) -> RecordedRequest:
         """The last request, once the server has finished with it."""
         deadline = time.monotonic() + timeout
         while not self.requests and time.monotonic() < deadline:
@@ -214,6 +216,18 @@ class _Handler(BaseHTTPRequestHandler):
     def fake(self) -> FakeUpstream:
         return self.server.fake  # type: ignore[attr-defined]
 
+    def _client_left_within(self, seconds: float) -> bool:
+        """Wait up to `seconds` before answering; True as soon as the client closes its side
+        (so a test of a client-side timeout sees the disconnect at once, however long the
+        delay it set to be sure the client gives up first)."""
+        readable, _, _ = select.select([self.connection], [], [], seconds)
+        if not readable:
+            return False
+        try:
+            return self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
     # --- entry points -------------------------------------------------------------------------
     def do_GET(self) -> None:
         self._handle()
@@ -243,8 +257,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.record = record
         self.behaviour = behaviour
         try:
-            if behaviour.first_byte_delay:
-                time.sleep(behaviour.first_byte_delay)
+            if behaviour.first_byte_delay and self._client_left_within(behaviour.first_byte_delay):
+                raise _ClientGone()
             self._route()
         except _Dropped:
             self.close_connection = True
@@ -451,7 +465,7 @@ class _Handler(BaseHTTPRequestHandler):
         for index, piece in enumerate(pieces):
             if self.behaviour.drop_after is not None and index >= self.behaviour.drop_after:
                 self._drop()
-            self._write_chunk(piece.encode())
+            self._write_chunk(piece if isinstance(piece, bytes) else piece.encode())
             # Long enough for the client to read each piece separately.
             time.sleep(0.005)
         if self.behaviour.drop_after is not None and len(pieces) >= self.behaviour.drop_after:

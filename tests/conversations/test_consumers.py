@@ -495,22 +495,27 @@ async def test_follower_that_finds_frames_trimmed_resumes_from_a_snapshot(clean_
     key = log_key(message_id)
     await log.open(key)
     for seq in range(1, 401):
-        await log.append(key, seq=seq, delta=f"d{seq} ")
+        await log.append(key, seq=seq, delta=f"d{seq} ", text_so_far=str)
 
     class Recorder(ChatConsumer):
         def __init__(self) -> None:
             self.sent: list[dict] = []
             self.done_sent = {}
+            self.sent_something = asyncio.Event()
 
         async def send_json(self, content, close=False) -> None:
             self.sent.append(content)
+            self.sent_something.set()
 
     socket = Recorder()
     relay = asyncio.create_task(
         socket.relay(message_id, conversation_id, from_snapshot=False, row=None)
     )
+    # The answer goes on once the follower has found the hole and shown a snapshot (were it to
+    # end first, the snapshot would already be the end).
+    await asyncio.wait_for(socket.sent_something.wait(), 10)
     for seq in range(401, 404):
-        await log.append(key, seq=seq, delta=f"d{seq} ")
+        await log.append(key, seq=seq, delta=f"d{seq} ", text_so_far=str)
     await log.finish(key, seq=403, done={"type": "message.done", "message": str(message_id)})
     await asyncio.wait_for(relay, 10)
     await log.discard(key)
@@ -583,6 +588,31 @@ async def test_done_still_arrives_when_reading_the_stream_fails(
     fake_upstream.behave(reply=LONG_REPLY, chunk_delay=0.01)
     monkeypatch.setattr(consumers, "RELAY_ATTEMPTS", 1)
     monkeypatch.setattr(consumers.ChatConsumer, "relay_once", unreadable)
+    socket = await open_socket(ada)
+    _, _, assistant = await start_chat(socket)
+    done = (await socket.receive_until("message.done"))[-1]
+    assert done["message"] == assistant["id"]
+    assert (done["status"], done["content"]) == ("complete", LONG_REPLY)
+
+
+async def test_done_still_arrives_when_neither_the_stream_nor_the_group_reaches_the_socket(
+    open_socket, ada, chat_config, fake_upstream, monkeypatch, settings
+):
+    """Redis restarted without its data: the log is gone and so is the socket's membership of
+    the conversation's group. The socket reads the row until the answer ends."""
+    from conversations import consumers
+
+    async def unreadable(*args, **kwargs):
+        raise ConnectionError("event log unreachable")
+
+    async def group_lost(self, event):
+        return None
+
+    settings.CHAT_STALE_STREAM_SECONDS = 3  # the row is read every second
+    fake_upstream.behave(reply=LONG_REPLY, chunk_delay=0.01)
+    monkeypatch.setattr(consumers, "RELAY_ATTEMPTS", 1)
+    monkeypatch.setattr(consumers.ChatConsumer, "relay_once", unreadable)
+    monkeypatch.setattr(consumers.ChatConsumer, "chat_message_done", group_lost)
     socket = await open_socket(ada)
     _, _, assistant = await start_chat(socket)
     done = (await socket.receive_until("message.done"))[-1]

@@ -79,6 +79,15 @@ def message_row(message_id: str) -> Message:
     return Message.objects.get(pk=message_id)
 
 
+async def saved_words(message_id: str, *, at_least: int) -> None:
+    """Return once the row holds `at_least` words of the answer."""
+    async with asyncio.timeout(WAIT):
+        while True:
+            if len((await message_row(message_id)).content.split()) >= at_least:
+                return
+            await asyncio.sleep(0.05)
+
+
 @pytest.mark.postgres
 @pytest.mark.redis
 async def test_answer_started_on_one_process_is_followed_and_stopped_from_another(
@@ -168,7 +177,8 @@ async def test_answer_of_a_killed_server_is_interrupted_when_it_starts_again(
         answer = (await first.until("message.created"))[-1]["message"]
         for _ in range(6):
             await first.until("message.delta")
-        await asyncio.sleep(0.5)  # let a checkpoint land, as one does every 0.2 s
+        # Killed once a checkpoint with those words has landed (one does every 0.2 s).
+        await saved_words(answer["id"], at_least=6)
         server.kill()
     server.start()
     async with open_socket(server, cookie) as ws:

@@ -2,7 +2,18 @@ from html.parser import HTMLParser
 
 import pytest
 
-from conversations.rendering import _CLEANER, render_markdown
+from conversations import rendering
+from conversations.models import Message
+from conversations.rendering import (
+    _CLEANER,
+    DEFERRED_NOTE,
+    RENDER_MAX_CHARS,
+    RENDER_VERSION,
+    TOO_LONG_NOTE,
+    VIEW_RENDER_BUDGET_CHARS,
+    messages_html_for_view,
+    render_markdown,
+)
 
 
 def _elements(html: str) -> list[tuple[str, dict[str, str | None]]]:
@@ -119,3 +130,51 @@ def test_classes_outside_the_allow_list_are_dropped():
     # markdown-it never emits these, but nh3 is the last line of defence.
     cleaned = _CLEANER.clean('<span class="k sidebar">x</span><p class="hidden">y</p>')
     assert cleaned == '<span class="k">x</span><p>y</p>'
+
+
+# --- Bounded rendering --------------------------------------------------------------------------
+
+
+def test_markdown_too_long_to_render_quickly_is_escaped_preformatted_text_with_a_note():
+    text = "**not bold** <script>x</script> " * (RENDER_MAX_CHARS // 20)
+
+    html = render_markdown(text)
+
+    assert html.startswith(f"<p><em>{TOO_LONG_NOTE}</em></p>")
+    assert "<strong>" not in html and "<script>" not in html
+    assert "&lt;script&gt;x&lt;/script&gt;" in html
+    assert "<pre>**not bold**" in html
+
+
+def test_many_unmatched_brackets_are_shown_as_plain_text():
+    html = render_markdown(("[" * 10 + "x ") * 500)
+
+    assert TOO_LONG_NOTE in html
+    # Well-formed links do not count against the limit.
+    assert "<a href" in render_markdown("[a](https://example.com) " * 3000)
+
+
+def test_one_view_renders_at_most_its_budget_and_stores_what_it_rendered(monkeypatch):
+    rendered: list[int] = []
+    markdown_to_html = rendering._markdown_to_html
+
+    def counting(text: str) -> str:
+        rendered.append(len(text))
+        return markdown_to_html(text)
+
+    monkeypatch.setattr(rendering, "_markdown_to_html", counting)
+    messages = [
+        Message(content=f"**{index}** " + "x" * 60_000, status="complete") for index in range(5)
+    ]
+
+    html_by_id, stored = messages_html_for_view(messages)
+
+    assert sum(rendered) <= VIEW_RENDER_BUDGET_CHARS
+    assert len(stored) == len(rendered) == 3
+    assert all(message.content_html_version == RENDER_VERSION for message in stored)
+    deferred = [html for html in html_by_id.values() if DEFERRED_NOTE in html]
+    assert len(deferred) == 2
+    # The next view uses the stored copies and renders the two left.
+    rendered.clear()
+    _, stored = messages_html_for_view(messages)
+    assert len(rendered) == len(stored) == 2

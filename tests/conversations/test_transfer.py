@@ -1,13 +1,16 @@
 """Export and import formats (conversations.transfer) without the pages around them."""
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
+from conversations import transfer
 from conversations.models import Conversation, Message
+from conversations.selectors import conversation_sidebar_page
 from conversations.transfer import (
     TransferError,
     conversation_export_json,
@@ -224,3 +227,72 @@ def test_export_all_streams_message_by_message_with_bounded_fetches(ada):
         f"message {index}" for index in range(300)
     ]
     assert [m["content"] for m in by_title["Short one"]["messages"]] == ["only"]
+
+
+def openai_file(count: int, *, title: str = "Long") -> bytes:
+    roles = ("user", "assistant")
+    return json.dumps({
+        "title": title,
+        "messages": [{"role": roles[i % 2], "content": f"message {i}"} for i in range(count)],
+    }).encode()  # fmt: skip
+
+
+def test_a_large_import_is_written_in_bounded_transactions_and_hidden_until_complete(
+    ada, monkeypatch
+):
+    seen_during_import = []
+    write_batches = transfer._batches
+
+    def watched(rows):
+        for batch in write_batches(rows):
+            page = conversation_sidebar_page(user=ada)
+            seen_during_import.append([item.title for item in page.conversations])
+            yield batch
+
+    monkeypatch.setattr(transfer, "_batches", watched)
+    with CaptureQueriesContext(connection) as queries:
+        (conversation,) = conversations_import(user=ada, raw=openai_file(1200))
+
+    inserts = [
+        q["sql"] for q in queries if q["sql"].startswith('INSERT INTO "conversations_message"')
+    ]
+    # 250 + 250 + 250 + 250 + 200 rows, each batch in its own transaction (savepoints inside
+    # the test's).
+    assert transfer.IMPORT_BATCH_ROWS == 250
+    assert len(inserts) == 5
+    assert sum(q["sql"].startswith("SAVEPOINT") for q in queries) >= 6
+    assert seen_during_import == [[]] * 5
+    assert Message.objects.filter(conversation=conversation).count() == 1200
+    assert conversation_sidebar_page(user=ada).conversations[0].id == conversation.id
+
+
+def test_an_import_failing_half_way_leaves_nothing_and_says_so(ada, monkeypatch):
+    write_batches = transfer._batches
+
+    def failing_after_two(rows):
+        for number, batch in enumerate(write_batches(rows)):
+            if number == 2:
+                raise OperationalError("database is locked")
+            yield batch
+
+    monkeypatch.setattr(transfer, "_batches", failing_after_two)
+
+    with pytest.raises(TransferError, match="Nothing was imported"):
+        conversations_import(user=ada, raw=openai_file(1200))
+
+    assert not Conversation.objects.filter(owner=ada).exists()
+    assert not Message.objects.exists()
+
+
+def test_hidden_leftovers_of_a_dead_import_are_swept_by_the_next(ada, grace):
+    long_ago = timezone.now() - timedelta(hours=2)
+    dead = make.conversation(ada, "half imported", hidden_since=long_ago)
+    make.chain(dead, ["a", "b", "c"])
+    running = make.conversation(ada, "being imported now", hidden_since=timezone.now())
+    others = make.conversation(grace, "grace's, half imported", hidden_since=long_ago)
+
+    conversations_import(user=ada, raw=openai_file(2))
+
+    assert not Conversation.objects.filter(pk=dead.pk).exists()
+    assert not Message.objects.filter(conversation_id=dead.pk).exists()
+    assert Conversation.objects.filter(pk__in=[running.pk, others.pk]).count() == 2

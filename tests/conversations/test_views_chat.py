@@ -7,6 +7,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from conversations import rendering
 from conversations.models import Conversation, Message
 from tests.conversations import page_factories as make
 
@@ -320,3 +321,33 @@ def test_older_messages_above_the_root_are_an_empty_fragment(signed_in, ada):
     html = signed_in.get(f"/c/{chat.id}/?before={rows[0].id}&fragment=1").content.decode()
 
     assert _messages_in(html) == []
+
+
+def test_a_conversation_of_long_imported_answers_renders_a_bounded_amount_per_view(
+    signed_in, ada, monkeypatch
+):
+    rendered: list[int] = []
+    markdown_to_html = rendering._markdown_to_html
+
+    def counting(text: str) -> str:
+        rendered.append(len(text))
+        return markdown_to_html(text)
+
+    monkeypatch.setattr(rendering, "_markdown_to_html", counting)
+    chat = make.conversation(ada, "Imported")
+    long_answers = ["**long** " + "y" * 90_000 if index % 2 else "q" for index in range(38)]
+    make.chain(chat, [*long_answers, "question", "**huge** " + "z" * 1_000_000])
+
+    views = 0
+    while True:
+        rendered.clear()
+        html = signed_in.get(f"/c/{chat.id}/").content.decode()
+        views += 1
+        assert sum(rendered) <= rendering.VIEW_RENDER_BUDGET_CHARS
+        if not rendered:
+            break
+    # The 19 long answers, two per view, each once; then every view shows stored copies.
+    assert views == 11
+    assert rendering.TOO_LONG_NOTE in html and "<pre>**huge** zzz" in html
+    assert html.count("<strong>long</strong>") == 19
+    assert not Message.objects.filter(conversation=chat, role="assistant", content_html=None)

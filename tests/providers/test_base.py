@@ -94,18 +94,21 @@ async def test_create_async_uses_the_given_executor():
 
 async def test_create_async_past_timeout_raises_provider_timeout():
     with pytest.raises(ProviderTimeoutError) as caught:
-        await SyncEcho.create_async("m", USER_HELLO, timeout=0.05, delay=0.5)
+        # The worker sleeps seconds past the timeout, however slowly this loop runs.
+        await SyncEcho.create_async("m", USER_HELLO, timeout=0.05, delay=5)
     assert isinstance(caught.value, TimeoutError)
 
 
 async def test_async_generator_create_async_past_timeout_raises_provider_timeout(fake_upstream):
-    fake_upstream.behave(first_byte_delay=0.5)
+    # The upstream would wait a minute (it stops waiting when the client leaves); a one-second
+    # timeout leaves a loaded machine time to connect and send the request before it fires.
+    fake_upstream.behave(first_byte_delay=60)
     with pytest.raises(ProviderTimeoutError):
         await OpenAICompatible.create_async(
-            "fake-model", USER_HELLO, timeout=0.1, api_base=fake_upstream.url + "/v1"
+            "fake-model", USER_HELLO, timeout=1.0, api_base=fake_upstream.url + "/v1"
         )
     # The abandoned request is closed, not left running in the background.
-    request = await asyncio.to_thread(fake_upstream.wait_done, 5.0)
+    request = await asyncio.to_thread(fake_upstream.wait_done)
     assert request.disconnected.is_set()
 
 

@@ -134,7 +134,7 @@ async def test_stream_dropped_mid_way_raises_after_the_text_so_far(fake_upstream
 
 
 async def test_slow_first_byte_raises_provider_timeout(fake_upstream):
-    fake_upstream.behave(first_byte_delay=1.0)
+    fake_upstream.behave(first_byte_delay=60)
     with pytest.raises(ProviderTimeoutError) as caught:
         await collect(api_base=fake_upstream.url + "/v1", timeout=0.2)
     assert isinstance(caught.value, TimeoutError)

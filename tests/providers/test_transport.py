@@ -1,8 +1,12 @@
 import asyncio
+import itertools
 import json
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from providers.aichat import Aichat
 from providers.ails import Ails
@@ -19,7 +23,13 @@ from providers.errors import (
 from providers.lockchat import Lockchat
 from providers.openai_compatible import OpenAICompatible
 from providers.raycast import Raycast
-from providers.transport import request_timeout, shared_client, sse_data
+from providers.transport import (
+    body_lines,
+    close_shared_clients,
+    request_timeout,
+    shared_client,
+    sse_data,
+)
 from tests.providers.conftest import USER_HELLO
 
 
@@ -126,7 +136,9 @@ async def answer(provider, model, suffix, extra, fake_upstream, **kwargs):
 async def test_every_provider_times_out_on_a_slow_first_byte(
     fake_upstream, provider, model, suffix, extra
 ):
-    fake_upstream.behave(first_byte_delay=0.5)
+    # The upstream stops waiting as soon as the client leaves: a long delay costs nothing and
+    # stays longer than the timeout however slowly the test's loop runs.
+    fake_upstream.behave(first_byte_delay=60)
     with pytest.raises(ProviderTimeoutError):
         await answer(provider, model, suffix, extra, fake_upstream, timeout=0.1)
 
@@ -251,3 +263,89 @@ async def test_providers_on_one_loop_share_one_pooled_http11_connection(fake_ups
     assert len(fake_upstream.requests) == len(EVERY)
     assert len({request.client_port for request in fake_upstream.requests}) == 1
     assert {request.http_version for request in fake_upstream.requests} == {"HTTP/1.1"}
+
+
+# --- Stream fidelity: every character a model writes arrives, however the body is cut ---------
+
+# Characters some line splitter or other takes for a line end (str.splitlines does for all of
+# them); only the first two may end an event-stream line. JSON escapes CR and LF inside strings
+# but may carry the rest raw. Plus any other character but NUL (no database stores it) and lone
+# surrogates (not encodable), astral ones included.
+LINE_BREAKERS = "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+MODEL_TEXT = st.text(
+    alphabet=st.one_of(
+        st.sampled_from(LINE_BREAKERS),
+        st.characters(exclude_categories=("Cs",), exclude_characters="\x00"),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+def _openai_event(delta: str) -> dict:
+    return {"choices": [{"index": 0, "delta": {"content": delta}, "finish_reason": None}]}
+
+
+_OPENAI_LAST = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+_RAYCAST_LAST = {"text": None, "finish_reason": "stop"}
+
+# How each streaming parser's upstream wraps one delta, its last event, and the request's fixed
+# arguments.
+FIDELITY = [
+    (OpenAICompatible, (_openai_event, _OPENAI_LAST), "fake-model", "/v1", {}),
+    (Lockchat, (_openai_event, _OPENAI_LAST), "gpt-4", "", {}),
+    (Raycast, (lambda delta: {"text": delta}, _RAYCAST_LAST), "gpt-4", "", {"auth": "token"}),
+]
+
+
+@st.composite
+def cut_bodies(draw, wire) -> tuple[list[str], list[bytes]]:
+    """Deltas, and a body carrying them as events, cut into writes at random byte offsets
+    (inside multi-byte characters and between a CR and its LF too)."""
+    deltas = draw(st.lists(MODEL_TEXT, min_size=1, max_size=5))
+    eol = draw(st.sampled_from(["\n", "\r\n", "\r"]))
+    wrap, last = wire
+    events = [json.dumps(wrap(delta), ensure_ascii=False) for delta in deltas]
+    events += [json.dumps(last), "[DONE]"]
+    body = "".join(f"data: {event}{eol}{eol}" for event in events).encode()
+    offsets = draw(st.lists(st.integers(1, len(body) - 1), max_size=6, unique=True))
+    bounds = [0, *sorted(offsets), len(body)]
+    return deltas, [body[start:end] for start, end in itertools.pairwise(bounds)]
+
+
+@pytest.mark.parametrize(
+    ("provider", "wire", "model", "suffix", "extra"),
+    FIDELITY,
+    ids=[provider.__name__ for provider, *_ in FIDELITY],
+)
+def test_every_streaming_parser_returns_exactly_the_text_sent(
+    fake_upstream_server, provider, wire, model, suffix, extra
+):
+    @hypothesis_settings(max_examples=40, deadline=None)
+    @given(case=cut_bodies(wire))
+    def round_trip(case):
+        deltas, pieces = case
+        fake_upstream_server.behave(raw_stream=tuple(pieces))
+        received = asyncio.run(
+            _collect_closing(provider, model, suffix, extra, fake_upstream_server)
+        )
+        text = "".join(chunk for chunk in received if isinstance(chunk, str))
+        assert text == "".join(deltas)
+
+    round_trip()
+
+
+async def _collect_closing(provider, model, suffix, extra, fake_upstream) -> list[str]:
+    # Each example runs on its own loop; its pooled client goes with it.
+    try:
+        return await stream(provider, model, suffix, extra, fake_upstream)
+    finally:
+        await close_shared_clients()
+
+
+async def test_lines_end_only_at_cr_lf_and_crlf():
+    response = httpx.Response(
+        200, stream=Pieces("a\u2028b\x85c\u2029d\x0be\x1cf\r".encode(), b"\ng\rh\n\ni")
+    )
+    lines = [line async for line in body_lines(response)]
+    assert lines == ["a\u2028b\x85c\u2029d\x0be\x1cf", "g", "h", "", "i"]
