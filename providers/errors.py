@@ -102,6 +102,6 @@ _USER_SENTENCES = {
 
 
 def error_sentence(code: str) -> str | None:
-    """The user-safe sentence for a provider error code; None for codes the provider layer
-    does not raise."""
+    """The user-safe sentence for a provider error code; None for codes whose message is always
+    our own words (`local_model_stopped`) and for codes the provider layer does not raise."""
     return _USER_SENTENCES.get(code)

@@ -150,7 +150,12 @@ class _Job:
 
 
 class WorkerDiedError(ResponseError):
-    """The worker process ended while it had a request; `cause` is the signal or exit status."""
+    """The worker process ended while it had a request; `cause` is the signal or exit status.
+
+    Its own code: the message is our own words (no upstream text, no address), so users see it as
+    it is, signal included; it tells them what happened and what to do."""
+
+    code = "local_model_stopped"
 
     def __init__(self, cause: str) -> None:
         super().__init__(

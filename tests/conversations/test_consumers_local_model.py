@@ -70,13 +70,13 @@ async def test_a_worker_killed_mid_answer_ends_that_answer_only_and_the_next_one
 
     deltas, done = await read_answer(ada_socket, answer["id"])
     assert done["status"] == "error"
-    assert done["error"]["code"] == "upstream_error"
+    assert done["error"]["code"] == "local_model_stopped"
     assert done["error"]["detail"].startswith("The local model stopped unexpectedly (SIGKILL).")
     assert done["content"] == joined([first, *deltas])
     row = await message_row(answer["id"])
     assert (row.status, row.error_code, row.content) == (
         Message.Status.ERROR,
-        "upstream_error",
+        "local_model_stopped",
         done["content"],
     )
 

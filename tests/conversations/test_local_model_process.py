@@ -97,6 +97,7 @@ async def test_a_worker_killed_under_daphne_ends_one_answer_and_the_server_serve
         conversation, done = await answer(ws, STORY, on_first_delta=kill_the_worker)
         assert killed
         assert done["status"] == "error"
+        assert done["error"]["code"] == "local_model_stopped"
         assert done["error"]["detail"].startswith("The local model stopped unexpectedly (SIGKILL).")
         assert server.process.poll() is None
         assert await asyncio.to_thread(page_status, server) == 200

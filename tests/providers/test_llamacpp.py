@@ -347,7 +347,7 @@ async def test_a_worker_killed_mid_answer_ends_that_answer_and_the_next_gets_a_f
             async for _ in stream:
                 pass
     assert str(caught.value).startswith("The local model stopped unexpectedly (SIGKILL).")
-    assert caught.value.code == "upstream_error"
+    assert caught.value.code == "local_model_stopped"
     assert not local_model.busy
     chunks = await collect(FRANCE, max_tokens=4)
     assert isinstance(chunks[-1], FinishReason)
