@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypedDict, Unpack
 
 import httpx
+from django.conf import settings
 
 from providers.errors import (
     MalformedResponseError,
@@ -54,7 +55,11 @@ def shared_client(proxy: str | None = None) -> httpx.AsyncClient:
             trust_env=False,
             follow_redirects=False,
             timeout=request_timeout(None),
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            # Every running answer holds one connection for its whole stream: a small cap would
+            # make answers past it wait, silently, for others to end (PROVIDER_MAX_CONNECTIONS).
+            limits=httpx.Limits(
+                max_connections=settings.PROVIDER_MAX_CONNECTIONS, max_keepalive_connections=20
+            ),
         )
         per_loop[proxy or None] = client
     return client
