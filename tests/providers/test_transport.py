@@ -251,3 +251,17 @@ async def test_providers_on_one_loop_share_one_pooled_http11_connection(fake_ups
     assert len(fake_upstream.requests) == len(EVERY)
     assert len({request.client_port for request in fake_upstream.requests}) == 1
     assert {request.http_version for request in fake_upstream.requests} == {"HTTP/1.1"}
+
+
+def test_httpcore_is_not_left_searching_for_sniffio_on_every_request():
+    """httpcore imports sniffio for every lock it sets up; when it is not installed, each failed
+    import searched the whole sys.path (a quarter of the server's time starting many answers)."""
+    import importlib.util
+    import sys
+
+    import providers.transport  # noqa: F401
+
+    if "sniffio" in sys.modules and sys.modules["sniffio"] is not None:
+        pytest.skip("sniffio is installed: its import is cached like any other")
+    assert "sniffio" in sys.modules and sys.modules["sniffio"] is None
+    assert importlib.util.find_spec("sniffio") is None
