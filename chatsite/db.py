@@ -31,6 +31,13 @@ def _readers() -> ThreadPoolExecutor:
 
 
 @cache
+def _is_sqlite() -> bool:
+    # From the settings, not from `connection`: that would make a connection object for every
+    # task that asks, in the event loop's thread, where none is ever used.
+    return settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+
+
+@cache
 def _writer() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-writer")
 
@@ -38,7 +45,7 @@ def _writer() -> ThreadPoolExecutor:
 def db_call[**P, R](func: Callable[P, R], *, writes: bool = False) -> Callable[P, Awaitable[R]]:
     """`func` as an awaitable, run on a database thread (see the module's docstring); `writes`
     for a call that may write."""
-    executor = _writer() if writes and connection.vendor == "sqlite" else _readers()
+    executor = _writer() if writes and _is_sqlite() else _readers()
     return sync_to_async(_tidy_connections(func), thread_sensitive=False, executor=executor)
 
 
