@@ -12,9 +12,10 @@ A user's message hits come newest first, a page at a time, in an order the index
 ranking or sorting every match: a common word matches most of a long history, and ranking all of
 it cost half a second at 100,000 messages. SQLite walks the full-text index backwards (its row
 ids grow as messages are saved: newest saved first, which is newest written except for imported
-conversations); PostgreSQL walks an index on (created_at, id) backwards, or, for a rare word, takes
-the few matches from the GIN index and sorts them. Each page ends with a cursor to the next
-(keyset pagination: every page costs the same, however deep).
+conversations); PostgreSQL looks through the user's newest messages by an index on (created_at,
+id), and only when they hold less than a page, sorts every match from the GIN index (few, then).
+Each page ends with a cursor to the next (keyset pagination: every page costs the same, however
+deep).
 """
 
 import html
@@ -36,6 +37,8 @@ _START, _STOP = "\x02", "\x03"
 _WORD_RE = re.compile(r"[^\W_]+")
 MESSAGE_HIT_LIMIT = 50
 TITLE_HIT_LIMIT = 10
+# PostgreSQL: how many of the user's newest messages are looked at before every match is.
+PG_WINDOW = 2000
 _PG_CURSOR_RE = re.compile(r"(\d{4}-\d\d-\d\dT[\d:.]+\+00:00)~([0-9a-f-]{32,36})")
 # PostgreSQL's text search configuration: 'simple' does no stemming, so it behaves the same for
 # every language people chat in and like SQLite's unicode61 tokenizer.
@@ -179,10 +182,15 @@ def _sqlite_queries(user, terms, filters, after: int | None) -> tuple[_Query, _Q
     return titles, messages
 
 
-def _postgres_queries(user, terms, filters, after) -> tuple[_Query, _Query]:
-    """The title query and the message query (SQL and parameters) of search_for_user. Message
-    hits come newest first: for a common word PostgreSQL walks the (created_at, id) index
-    backwards and stops after a page; for a rare one it sorts the few GIN matches."""
+def _postgres_queries(user, terms, filters, after) -> tuple[_Query, _Query, _Query]:
+    """The title query and two message queries (SQL and parameters) of search_for_user.
+
+    Which plan is fast depends on how common the words are, and PostgreSQL's estimate for a
+    prefix query is too rough to choose (a rare word walked a million rows). So the first
+    message query looks only at the user's newest PG_WINDOW messages, through the (created_at,
+    id) index: a common word fills a page there. When it does not, the page is exact only from
+    the second query, which takes every match from the GIN index and sorts them: few, since
+    the word is rare among the newest."""
     tsquery = _tsquery(terms)
     options = f"StartSel={_START}, StopSel={_STOP}, MaxWords=35, MinWords=15"
     title_filters, title_params = _filter_sql(filters, stamp="c.updated_at")
@@ -199,27 +207,36 @@ def _postgres_queries(user, terms, filters, after) -> tuple[_Query, _Query]:
     if after is not None:
         page_filter = " AND (m.created_at, m.id) < (%s, %s)"
         page_params = [after[0], after[1]]
+    mine = (
+        "SELECT m.id, m.created_at, m.search_vector FROM conversations_message m"
+        " JOIN conversations_conversation c ON c.id = m.conversation_id"
+        f" WHERE c.owner_id = %s{message_filters}{page_filter}"
+    )
+    mine_params = [user.pk, *message_params, *page_params]
+    order = " ORDER BY m.created_at DESC, m.id DESC"
     # The headline is computed in the outer query so only the page's rows pay for it.
-    messages = (
+    outer = (
         "SELECT m.id, m.conversation_id, m.role, m.created_at, m.provider, m.model, c.title,"
         " ts_headline(%s, m.content, to_tsquery(%s, %s), %s), NULL"
-        " FROM ("
-        "  SELECT m.id, m.created_at"
-        "  FROM conversations_message m"
-        "  JOIN conversations_conversation c ON c.id = m.conversation_id"
-        f"  WHERE m.search_vector @@ to_tsquery(%s, %s){page_filter}"
-        f"  AND c.owner_id = %s{message_filters}"
-        "  ORDER BY m.created_at DESC, m.id DESC LIMIT %s"
-        " ) top"
+        " FROM ({}) top"
         " JOIN conversations_message m ON m.id = top.id"
-        " JOIN conversations_conversation c ON c.id = m.conversation_id"
-        " ORDER BY m.created_at DESC, m.id DESC",
-        [
-            PG_CONFIG, PG_CONFIG, tsquery, options,
-            PG_CONFIG, tsquery, *page_params, user.pk, *message_params, MESSAGE_HIT_LIMIT + 1,
-        ],
-    )  # fmt: skip
-    return titles, messages
+        " JOIN conversations_conversation c ON c.id = m.conversation_id" + order
+    )
+    head = [PG_CONFIG, PG_CONFIG, tsquery, options]
+    recent = (
+        outer.format(
+            f"SELECT m.id FROM ({mine}{order} LIMIT %s) m"
+            f" WHERE m.search_vector @@ to_tsquery(%s, %s){order} LIMIT %s"
+        ),
+        [*head, *mine_params, PG_WINDOW, PG_CONFIG, tsquery, MESSAGE_HIT_LIMIT + 1],
+    )
+    # MATERIALIZED keeps PostgreSQL from walking the index instead of using GIN.
+    everything = (
+        f"WITH matches AS MATERIALIZED ({mine} AND m.search_vector @@ to_tsquery(%s, %s)) "
+        + outer.format(f"SELECT m.id FROM matches m{order} LIMIT %s"),
+        [*mine_params, PG_CONFIG, tsquery, *head, MESSAGE_HIT_LIMIT + 1],
+    )
+    return titles, recent, everything
 
 
 def _title_hit(conversation_id, title, snippet) -> SearchHit:
@@ -253,15 +270,17 @@ def search_for_user(
 ) -> SearchPage:
     """One page of hits: on the first, title hits (at most 10, best first); then message hits,
     newest first, MESSAGE_HIT_LIMIT per page. Each hit's snippet is escaped HTML with <mark>
-    around the matched words. Two queries on the first page, one on the next ones. Raises
-    ValueError for a cursor that no page gave."""
+    around the matched words. Two queries on the first page, one on the next ones (on
+    PostgreSQL, one more for the last page or a rare word). Raises ValueError for a cursor
+    that no page gave."""
     terms = search_terms(query)
     after = _cursor_parse(cursor) if cursor else None
     if not terms:
         return SearchPage(hits=[], next_cursor=None)
     filters = filters or SearchFilters()
+    fallback = None
     if connection.vendor == "postgresql":
-        titles, messages = _postgres_queries(user, terms, filters, after)
+        titles, messages, fallback = _postgres_queries(user, terms, filters, after)
     elif connection.vendor == "sqlite":
         titles, messages = _sqlite_queries(user, terms, filters, after)
     else:
@@ -273,6 +292,9 @@ def search_for_user(
             hits = [_title_hit(*row) for row in db.fetchall()]
         db.execute(*messages)
         rows = db.fetchall()
+        if fallback is not None and len(rows) <= MESSAGE_HIT_LIMIT:
+            db.execute(*fallback)
+            rows = db.fetchall()
     page = rows[:MESSAGE_HIT_LIMIT]
     hits.extend(_message_hit(*row[:-1]) for row in page)
     more = len(rows) > MESSAGE_HIT_LIMIT

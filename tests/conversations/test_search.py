@@ -145,7 +145,8 @@ def test_search_uses_the_index_not_a_scan(ada):
         lambda execute, q, p, many, ctx: sql.append(q) or execute(q, p, many, ctx)
     ):
         search_for_user(user=ada, query="anything")
-    assert len(sql) == 2
+    # Titles, messages (PostgreSQL: the newest, then, finding less than a page, every match).
+    assert len(sql) == (3 if connection.vendor == "postgresql" else 2)
     assert all("LIKE" not in q.upper() for q in sql)
     marker = "@@" if connection.vendor == "postgresql" else "MATCH"
     assert all(marker in q for q in sql)
@@ -192,14 +193,18 @@ def test_pages_reach_every_hit_once_newest_first(ada, grace):
 
 
 def test_a_page_is_one_query_however_many_messages_match(ada):
-    _many_hits(ada, MESSAGE_HIT_LIMIT + 5)
+    _many_hits(ada, MESSAGE_HIT_LIMIT * 2 + 5)
     with CaptureQueriesContext(connection) as first:
         page = search_for_user(user=ada, query="apple")
     with CaptureQueriesContext(connection) as second:
+        page = search_for_user(user=ada, query="apple", cursor=page.next_cursor)
+    with CaptureQueriesContext(connection) as last:
         search_for_user(user=ada, query="apple", cursor=page.next_cursor)
 
-    # Titles and messages on the first page; messages only on the next.
+    # Titles and messages on the first page; messages only on the next. PostgreSQL looks at
+    # the newest messages first and, when they hold less than a page, at every match.
     assert (len(first), len(second)) == (2, 1)
+    assert len(last) == (2 if connection.vendor == "postgresql" else 1)
 
 
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's query plan")
@@ -223,3 +228,19 @@ def test_sqlite_pages_follow_the_index_without_sorting_every_match(ada):
 def test_a_cursor_no_page_gave_is_refused(ada, cursor):
     with pytest.raises(ValueError):
         search_for_user(user=ada, query="apple", cursor=cursor)
+
+
+def test_hits_older_than_the_newest_messages_are_found_in_order(ada, monkeypatch):
+    from conversations import search
+
+    # PostgreSQL looks at the newest messages first: here they hold no hit at all.
+    monkeypatch.setattr(search, "PG_WINDOW", 10)
+    old = _many_hits(ada, MESSAGE_HIT_LIMIT + 3)
+    chat = _conversation(ada)
+    for i in range(30):
+        _message(chat, f"pear {i}")
+
+    pages = _all_pages(ada, "apple")
+
+    found = [hit.message_id for page in pages for hit in page.hits if hit.message_id]
+    assert found == [message.id for message in reversed(old)]
