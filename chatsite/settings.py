@@ -109,6 +109,13 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------------------------
 DATABASE_URL = env.str("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'chat.sqlite3'}")
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
+# Threads that run the sockets' and the chat engine's database calls (chatsite.db), each keeping
+# its connection; on SQLite one more thread runs the writes, which SQLite serialises anyway.
+DATABASE_THREADS = env.int("DATABASE_THREADS", default=8)
+# PostgreSQL: psycopg's pool, shared by those threads and the HTTP views' threads.
+DATABASE_POOL_SIZE = env.int("DATABASE_POOL_SIZE", default=DATABASE_THREADS + 8)
+if DATABASE_THREADS < 1:
+    raise ImproperlyConfigured("DATABASE_THREADS must be at least 1.")
 _db = DATABASES["default"]
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers proceed while one writer writes; IMMEDIATE takes the write lock at BEGIN so
@@ -122,11 +129,27 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so that server processes started by the tests share the test database;
     # the process id keeps parallel test runs on one checkout apart.
     _db["TEST"] = {"NAME": str(VAR_DIR / f"test-{__import__('os').getpid()}.sqlite3")}
+    # Opening a connection (and running the PRAGMAs above) cost a quarter of every database call:
+    # connections stay open. The database threads are long-lived, so each keeps one (a
+    # connection never leaves the thread that opened it); an HTTP view's thread ends with its
+    # request, and its connection with it.
+    _db["CONN_MAX_AGE"] = None
+    _db["CONN_HEALTH_CHECKS"] = True
 elif _db["ENGINE"] == "django.db.backends.postgresql":
     # Persistent connections leak under ASGI (each request may run on a new thread), so connections
-    # come from psycopg's pool and are returned after every request.
+    # come from psycopg's pool and are returned after every call. The database threads hold at
+    # most DATABASE_THREADS of them at once; the pool must be larger, so views always get one.
+    if DATABASE_POOL_SIZE <= DATABASE_THREADS:
+        raise ImproperlyConfigured(
+            f"DATABASE_POOL_SIZE ({DATABASE_POOL_SIZE}) must be larger than DATABASE_THREADS "
+            f"({DATABASE_THREADS}): the HTTP views need connections too."
+        )
     _db["CONN_MAX_AGE"] = 0
-    _db.setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": 10, "timeout": 10}
+    _db.setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": DATABASE_POOL_SIZE,
+        "timeout": 10,
+    }
 DATABASES["default"] = _db
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -146,7 +169,7 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "chatsite.layers.InMemoryChannelLayer"}}
 
 # --- Accounts ---------------------------------------------------------------------------------
 LOGIN_URL = "login"
@@ -234,6 +257,10 @@ PROVIDERS_AUTH_DIR = Path(env.str("PROVIDERS_AUTH_DIR", default=str(VAR_DIR / "a
 LOCAL_MODEL_STALL_SECONDS = env.float("LOCAL_MODEL_STALL_SECONDS", default=120.0)
 # Tests only: a signal name (such as SIGILL) the worker dies of when its first request arrives.
 LOCAL_MODEL_WORKER_FAULT = env.str("LOCAL_MODEL_WORKER_FAULT", default="")
+# Connections to upstreams one server process may hold at once (per proxy). Each running answer
+# holds one for its whole stream, so this is also how many answers can stream at once; the next
+# waits for a free connection.
+PROVIDER_MAX_CONNECTIONS = env.int("PROVIDER_MAX_CONNECTIONS", default=2000)
 
 # --- Logging ----------------------------------------------------------------------------------
 LOGGING = {

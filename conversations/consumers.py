@@ -13,11 +13,11 @@ from contextlib import suppress
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.db import DatabaseError
 
+from chatsite.db import db_call
 from conversations import frames, generation, selectors
 from conversations.errors import ChatError
 from conversations.eventlog import event_log
@@ -154,7 +154,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await generation.generation_start(exchange=exchange)
 
     async def subscribe(self, frame: ChatSubscribe) -> None:
-        conversation = await database_sync_to_async(selectors.conversation_get_for_user)(
+        conversation = await db_call(selectors.conversation_get_for_user)(
             user=self.user, conversation_id=frame.conversation
         )
         if conversation is None:
@@ -164,9 +164,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.join(conversation.id)
         if frame.message is not None:
             await self.send_done_if_ended(conversation.id, frame.message)
-        running = await database_sync_to_async(selectors.message_list_streaming)(
-            conversation_id=conversation.id
-        )
+        running = await db_call(selectors.message_list_streaming)(conversation_id=conversation.id)
         if not running:
             await self.send_json(frames.conversation_idle(conversation.id))
             return
@@ -180,7 +178,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             )
 
     async def send_done_if_ended(self, conversation_id: uuid.UUID, message_id: uuid.UUID) -> None:
-        message = await database_sync_to_async(selectors.message_get_for_user)(
+        message = await db_call(selectors.message_get_for_user)(
             user=self.user, message_id=message_id
         )
         if (
@@ -328,7 +326,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     ) -> None:
         """An answer with no event log: ended long ago, or its process died. Either way the row
         holds the text; a dead one is marked interrupted if it has gone stale."""
-        row = row or await database_sync_to_async(selectors.message_get)(message_id=message_id)
+        row = row or await db_call(selectors.message_get)(message_id=message_id)
         if row is None:
             return
         if row.status != Message.Status.STREAMING:
@@ -353,7 +351,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         socket's membership, and a socket must not wait for ever."""
         while message_id not in self.done_sent:
             await asyncio.sleep(generation.liveness_seconds())
-            row = await database_sync_to_async(selectors.message_get)(message_id=message_id)
+            row = await db_call(selectors.message_get)(message_id=message_id)
             if row is None:
                 return
             if row.status != Message.Status.STREAMING:

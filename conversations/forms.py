@@ -152,6 +152,8 @@ class SearchForm(forms.Form):
     until = forms.DateField(
         label="To", required=False, widget=forms.DateInput(attrs={"type": "date"})
     )
+    # Where the page starts: the cursor that the previous page's "More results" link carried.
+    after = forms.CharField(required=False, max_length=100)
 
     def clean(self):
         data = super().clean()

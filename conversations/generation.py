@@ -26,11 +26,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
+from chatsite.db import db_call
 from conversations import frames, selectors, services, titles
 from conversations.errors import ChatError
 from conversations.eventlog import event_log, event_log_is_shared
@@ -189,7 +189,7 @@ class Generation:
 
         async def save() -> None:
             try:
-                await database_sync_to_async(services.message_checkpoint)(
+                await db_call(services.message_checkpoint, writes=True)(
                     message_id=self.message_id, content=content
                 )
             except Exception:
@@ -318,7 +318,7 @@ class Generation:
         }
         await _best_effort(
             f"saving answer {self.message_id}",
-            lambda: database_sync_to_async(services.message_finish)(**fields),
+            lambda: db_call(services.message_finish, writes=True)(**fields),
             attempts=FINISH_ATTEMPTS,
             pause=0.2,
         )
@@ -353,7 +353,7 @@ class Generation:
 
     async def _interrupt_on_shutdown(self, log, key: str, pending: list[str]) -> None:
         content = self.content + "".join(pending)
-        await database_sync_to_async(services.message_interrupt)(
+        await db_call(services.message_interrupt, writes=True)(
             message_id=self.message_id, content=content
         )
 
@@ -533,14 +533,14 @@ async def exchange_open(*, user, request: ChatSend | ChatRegenerate | ChatEdit) 
     await log.open(log_key(assistant_id))
     try:
         if isinstance(request, ChatSend):
-            return await database_sync_to_async(services.message_send)(
+            return await db_call(services.message_send, writes=True)(
                 user=user, request=request, assistant_id=assistant_id
             )
         if isinstance(request, ChatRegenerate):
-            return await database_sync_to_async(services.message_regenerate)(
+            return await db_call(services.message_regenerate, writes=True)(
                 user=user, message_id=request.message, assistant_id=assistant_id
             )
-        return await database_sync_to_async(services.message_edit)(
+        return await db_call(services.message_edit, writes=True)(
             user=user,
             message_id=request.message,
             content=request.content,
@@ -589,9 +589,7 @@ async def generation_run_to_completion(*, user, request: ChatSend) -> Exchange:
 
 async def generation_stop(*, user, message_id: uuid.UUID) -> None:
     """Stop an answer of `user`'s, wherever it runs. A finished answer is left as it is."""
-    message = await database_sync_to_async(selectors.message_get_for_user)(
-        user=user, message_id=message_id
-    )
+    message = await db_call(selectors.message_get_for_user)(user=user, message_id=message_id)
     if message is None or message.role != Message.Role.ASSISTANT:
         raise ChatError("not_found", services.NOT_FOUND)
     if message.status != Message.Status.STREAMING:
@@ -631,11 +629,11 @@ async def message_interrupt_and_announce(*, message_id: uuid.UUID, stopped: bool
     key = log_key(message_id)
     snapshot = await log.snapshot(key)
     content = snapshot.content if snapshot is not None and snapshot.done is None else None
-    if not await database_sync_to_async(services.message_interrupt)(
+    if not await db_call(services.message_interrupt, writes=True)(
         message_id=message_id, content=content, stopped=stopped
     ):
         return False
-    message = await database_sync_to_async(selectors.message_get)(message_id=message_id)
+    message = await db_call(selectors.message_get)(message_id=message_id)
     if message is None:
         return False
     done = frames.message_done_from_row(message, html=await render_html(message.content))
@@ -656,9 +654,7 @@ async def generation_recover_stale(*, engine: Engine | None = None) -> int:
     """Interrupt `streaming` answers not saved for CHAT_STALE_STREAM_SECONDS (their process
     died); answers running in this loop are skipped. Returns how many were interrupted."""
     engine = engine or generation_engine()
-    ids = await database_sync_to_async(selectors.message_ids_stale_streaming)(
-        saved_before=stale_cutoff()
-    )
+    ids = await db_call(selectors.message_ids_stale_streaming)(saved_before=stale_cutoff())
     count = 0
     for message_id in ids:
         if message_id in engine.generations:
@@ -692,7 +688,7 @@ async def _title_from_provider(text: str) -> str | None:
     from providers.selectors import provider_target_get
 
     try:
-        target = await database_sync_to_async(provider_target_get)(name=name)
+        target = await db_call(provider_target_get)(name=name)
         parts: list[str] = []
         messages = [{"role": "user", "content": TITLE_PROMPT.format(text=text[:2000])}]
         async with asyncio.timeout(15):
@@ -710,7 +706,7 @@ async def _title_from_provider(text: str) -> str | None:
 async def _title_conversation(generation: Generation) -> None:
     text = generation.exchange.title_source or ""
     title = await _title_from_provider(text) or titles.title_from_text(text)
-    conversation = await database_sync_to_async(services.conversation_title_set_if_empty)(
+    conversation = await db_call(services.conversation_title_set_if_empty, writes=True)(
         conversation_id=generation.conversation_id, title=title
     )
     if conversation is not None:

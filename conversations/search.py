@@ -7,6 +7,15 @@ The index lives in the database itself, so there is no search server to run and 
 - SQLite: FTS5 tables filled by triggers (see migration `0002_message_search`).
 Either way every write that changes a message's content or a title — the engine's checkpoints,
 imports, the admin — keeps the index in step inside the same transaction, with no call to forget.
+
+A user's message hits come newest first, a page at a time, in an order the index gives without
+ranking or sorting every match: a common word matches most of a long history, and ranking all of
+it cost half a second at 100,000 messages. SQLite walks the full-text index backwards (its row
+ids grow as messages are saved: newest saved first, which is newest written except for imported
+conversations); PostgreSQL looks through the user's newest messages by an index on (created_at,
+id), and only when they hold less than a page, sorts every match from the GIN index (few, then).
+Each page ends with a cursor to the next (keyset pagination: every page costs the same, however
+deep).
 """
 
 import html
@@ -28,6 +37,9 @@ _START, _STOP = "\x02", "\x03"
 _WORD_RE = re.compile(r"[^\W_]+")
 MESSAGE_HIT_LIMIT = 50
 TITLE_HIT_LIMIT = 10
+# PostgreSQL: how many of the user's newest messages are looked at before every match is.
+PG_WINDOW = 2000
+_PG_CURSOR_RE = re.compile(r"(\d{4}-\d\d-\d\dT[\d:.]+\+00:00)~([0-9a-f-]{32,36})")
 # PostgreSQL's text search configuration: 'simple' does no stemming, so it behaves the same for
 # every language people chat in and like SQLite's unicode61 tokenizer.
 PG_CONFIG = "simple"
@@ -39,6 +51,14 @@ class SearchFilters:
     model: str = ""
     since: date | None = None
     until: date | None = None
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    # Title hits (first page only), then message hits, newest first.
+    hits: list["SearchHit"]
+    # Opaque: where the next page starts; None on the last page.
+    next_cursor: str | None
 
 
 @dataclass(frozen=True)
@@ -131,8 +151,10 @@ def _filter_sql(filters: SearchFilters, *, stamp: str) -> tuple[str, list]:
     return "".join(sql), params
 
 
-def _sqlite_queries(user, terms, filters) -> tuple[_Query, _Query]:
-    """The title query and the message query (SQL and parameters) of search_for_user."""
+def _sqlite_queries(user, terms, filters, after: int | None) -> tuple[_Query, _Query]:
+    """The title query and the message query (SQL and parameters) of search_for_user. Message
+    hits come in the index's row order, newest first, so SQLite stops after one page instead
+    of ranking every match."""
     match = _fts5_match(terms)
     title_filters, title_params = _filter_sql(filters, stamp="c.updated_at")
     message_filters, message_params = _filter_sql(filters, stamp="m.created_at")
@@ -146,22 +168,30 @@ def _sqlite_queries(user, terms, filters) -> tuple[_Query, _Query]:
         f"{title_filters} ORDER BY f.rank LIMIT %s",
         [match, user.pk, *title_params, TITLE_HIT_LIMIT],
     )
+    page_filter, page_params = ("", []) if after is None else (" AND f.rowid < %s", [after])
     messages = (
         "SELECT m.id, m.conversation_id, m.role, m.created_at, m.provider, m.model, c.title,"
-        " snippet(conversations_message_fts, 0, char(2), char(3), '…', 24)"
+        " snippet(conversations_message_fts, 0, char(2), char(3), '…', 24), f.rowid"
         " FROM conversations_message_fts f"
         " JOIN conversations_message_search_key k ON k.id = f.rowid"
         " JOIN conversations_message m ON m.id = k.message_id"
         " JOIN conversations_conversation c ON c.id = m.conversation_id"
-        " WHERE conversations_message_fts MATCH %s AND c.owner_id = %s"
-        f"{message_filters} ORDER BY f.rank, m.created_at DESC LIMIT %s",
-        [match, user.pk, *message_params, MESSAGE_HIT_LIMIT],
+        f" WHERE conversations_message_fts MATCH %s{page_filter} AND c.owner_id = %s"
+        f"{message_filters} ORDER BY f.rowid DESC LIMIT %s",
+        [match, *page_params, user.pk, *message_params, MESSAGE_HIT_LIMIT + 1],
     )
     return titles, messages
 
 
-def _postgres_queries(user, terms, filters) -> tuple[_Query, _Query]:
-    """The title query and the message query (SQL and parameters) of search_for_user."""
+def _postgres_queries(user, terms, filters, after) -> tuple[_Query, _Query, _Query]:
+    """The title query and two message queries (SQL and parameters) of search_for_user.
+
+    Which plan is fast depends on how common the words are, and PostgreSQL's estimate for a
+    prefix query is too rough to choose (a rare word walked a million rows). So the first
+    message query looks only at the user's newest PG_WINDOW messages, through the (created_at,
+    id) index: a common word fills a page there. When it does not, the page is exact only from
+    the second query, which takes every match from the GIN index and sorts them: few, since
+    the word is rare among the newest."""
     tsquery = _tsquery(terms)
     options = f"StartSel={_START}, StopSel={_STOP}, MaxWords=35, MinWords=15"
     title_filters, title_params = _filter_sql(filters, stamp="c.updated_at")
@@ -174,27 +204,40 @@ def _postgres_queries(user, terms, filters) -> tuple[_Query, _Query]:
         " LIMIT %s",
         [PG_CONFIG, options, PG_CONFIG, tsquery, user.pk, *title_params, TITLE_HIT_LIMIT],
     )
-    # The headline is computed in the outer query so only the page's rows pay for it.
-    messages = (
-        "SELECT m.id, m.conversation_id, m.role, m.created_at, m.provider, m.model, c.title,"
-        " ts_headline(%s, m.content, to_tsquery(%s, %s), %s)"
-        " FROM ("
-        "  SELECT m.id, ts_rank(m.search_vector, q) AS rank"
-        "  FROM conversations_message m"
-        "  JOIN conversations_conversation c ON c.id = m.conversation_id,"
-        "  to_tsquery(%s, %s) q"
-        f"  WHERE m.search_vector @@ q AND c.owner_id = %s{message_filters}"
-        "  ORDER BY rank DESC, m.created_at DESC LIMIT %s"
-        " ) top"
-        " JOIN conversations_message m ON m.id = top.id"
+    page_filter, page_params = "", []
+    if after is not None:
+        page_filter = " AND (m.created_at, m.id) < (%s, %s)"
+        page_params = [after[0], after[1]]
+    mine = (
+        "SELECT m.id, m.created_at, m.search_vector FROM conversations_message m"
         " JOIN conversations_conversation c ON c.id = m.conversation_id"
-        " ORDER BY top.rank DESC, m.created_at DESC",
-        [
-            PG_CONFIG, PG_CONFIG, tsquery, options,
-            PG_CONFIG, tsquery, user.pk, *message_params, MESSAGE_HIT_LIMIT,
-        ],
-    )  # fmt: skip
-    return titles, messages
+        f" WHERE c.owner_id = %s{message_filters}{page_filter}"
+    )
+    mine_params = [user.pk, *message_params, *page_params]
+    order = " ORDER BY m.created_at DESC, m.id DESC"
+    # The headline is computed in the outer query so only the page's rows pay for it.
+    outer = (
+        "SELECT m.id, m.conversation_id, m.role, m.created_at, m.provider, m.model, c.title,"
+        " ts_headline(%s, m.content, to_tsquery(%s, %s), %s), NULL"
+        " FROM ({}) top"
+        " JOIN conversations_message m ON m.id = top.id"
+        " JOIN conversations_conversation c ON c.id = m.conversation_id" + order
+    )
+    head = [PG_CONFIG, PG_CONFIG, tsquery, options]
+    recent = (
+        outer.format(
+            f"SELECT m.id FROM ({mine}{order} LIMIT %s) m"
+            f" WHERE m.search_vector @@ to_tsquery(%s, %s){order} LIMIT %s"
+        ),
+        [*head, *mine_params, PG_WINDOW, PG_CONFIG, tsquery, MESSAGE_HIT_LIMIT + 1],
+    )
+    # MATERIALIZED keeps PostgreSQL from walking the index instead of using GIN.
+    everything = (
+        f"WITH matches AS MATERIALIZED ({mine} AND m.search_vector @@ to_tsquery(%s, %s)) "
+        + outer.format(f"SELECT m.id FROM matches m{order} LIMIT %s"),
+        [*mine_params, PG_CONFIG, tsquery, *head, MESSAGE_HIT_LIMIT + 1],
+    )
+    return titles, recent, everything
 
 
 def _title_hit(conversation_id, title, snippet) -> SearchHit:
@@ -223,25 +266,62 @@ def _message_hit(ident, conversation_id, role, created_at, provider, model, titl
     )
 
 
-def search_for_user(*, user, query: str, filters: SearchFilters | None = None) -> list[SearchHit]:
-    """Title hits first (at most 10), then message hits by relevance (at most 50); each hit's
-    snippet is escaped HTML with <mark> around the matched words. Two queries."""
+def search_for_user(
+    *, user, query: str, filters: SearchFilters | None = None, cursor: str | None = None
+) -> SearchPage:
+    """One page of hits: on the first, title hits (at most 10, best first); then message hits,
+    newest first, MESSAGE_HIT_LIMIT per page. Each hit's snippet is escaped HTML with <mark>
+    around the matched words. Two queries on the first page, one on the next ones (on
+    PostgreSQL, one more for the last page or a rare word). Raises ValueError for a cursor
+    that no page gave."""
     terms = search_terms(query)
+    after = _cursor_parse(cursor) if cursor else None
     if not terms:
-        return []
+        return SearchPage(hits=[], next_cursor=None)
     filters = filters or SearchFilters()
+    fallback = None
     if connection.vendor == "postgresql":
-        titles, messages = _postgres_queries(user, terms, filters)
+        titles, messages, fallback = _postgres_queries(user, terms, filters, after)
     elif connection.vendor == "sqlite":
-        titles, messages = _sqlite_queries(user, terms, filters)
+        titles, messages = _sqlite_queries(user, terms, filters, after)
     else:
         raise NotImplementedError(f"No full-text search for {connection.vendor}.")
-    with connection.cursor() as cursor:
-        cursor.execute(*titles)
-        hits = [_title_hit(*row) for row in cursor.fetchall()]
-        cursor.execute(*messages)
-        hits.extend(_message_hit(*row) for row in cursor.fetchall())
-    return hits
+    hits: list[SearchHit] = []
+    with connection.cursor() as db:
+        if after is None:
+            db.execute(*titles)
+            hits = [_title_hit(*row) for row in db.fetchall()]
+        db.execute(*messages)
+        rows = db.fetchall()
+        if fallback is not None and len(rows) <= MESSAGE_HIT_LIMIT:
+            db.execute(*fallback)
+            rows = db.fetchall()
+    page = rows[:MESSAGE_HIT_LIMIT]
+    hits.extend(_message_hit(*row[:-1]) for row in page)
+    more = len(rows) > MESSAGE_HIT_LIMIT
+    return SearchPage(hits=hits, next_cursor=_cursor_of(page[-1]) if more else None)
+
+
+def _cursor_of(row) -> str:
+    """Where the page after `row` starts: the index's row id on SQLite, (created_at, id) on
+    PostgreSQL."""
+    if connection.vendor == "sqlite":
+        return str(row[-1])
+    return f"{_datetime(row[3]).astimezone(timezone.UTC).isoformat()}~{_uuid(row[0])}"
+
+
+def _cursor_parse(cursor: str):
+    if connection.vendor == "sqlite":
+        if not cursor.isdecimal() or len(cursor) > 18:
+            raise ValueError("not a search cursor")
+        return int(cursor)
+    matched = _PG_CURSOR_RE.fullmatch(cursor)
+    if matched is None:
+        raise ValueError("not a search cursor")
+    try:
+        return datetime.fromisoformat(matched[1]), uuid.UUID(matched[2])
+    except ValueError:
+        raise ValueError("not a search cursor") from None
 
 
 # For the admin, which searches every user's rows and pages through every match, where

@@ -1,4 +1,4 @@
-"""Reads for conversations and messages (sync; call through database_sync_to_async from async).
+"""Reads for conversations and messages (sync; async code calls them through chatsite.db).
 
 Every lookup by id that serves a user takes that user and returns None for someone else's row,
 so no caller can forget the ownership check.

@@ -1,4 +1,4 @@
-"""Writes for conversations and messages (sync; call through database_sync_to_async from async).
+"""Writes for conversations and messages (sync; async code calls them through chatsite.db).
 
 Starting an exchange (send, regenerate, edit) is one transaction: ownership checks, the per-user
 limit on running answers, the user message and the assistant placeholder all succeed or fail
@@ -84,17 +84,20 @@ def message_send(*, user: AbstractBaseUser, request: ChatSend, assistant_id: uui
         else:
             conversation = _own_conversation(user, request.conversation)
         target, model = _target_and_model(conversation, request.provider, request.model)
-        _set_target(conversation, target, model)
-        conversation.options = {**conversation.options, **request.options}
-        if request.system is not None:
-            conversation.system_prompt = request.system
-        conversation.save()
         if request.parent is not None:
             parent = Message.objects.filter(pk=request.parent, conversation=conversation).first()
             if parent is None:
                 raise ChatError("not_found", NOT_FOUND)
         else:
             parent = conversation.current_leaf
+        _set_target(conversation, target, model)
+        conversation.options = {**conversation.options, **request.options}
+        if request.system is not None:
+            conversation.system_prompt = request.system
+        # Saved once, already pointing at the answer about to be inserted (foreign keys are
+        # checked at commit), instead of once before and once after the messages.
+        conversation.current_leaf_id = assistant_id
+        conversation.save()
         return _exchange(
             conversation, created, parent, request.content, target, model, assistant_id
         )
@@ -113,12 +116,12 @@ def message_regenerate(
         conversation = answer.conversation
         target, model = _target_and_model(conversation, None, None)
         _set_target(conversation, target, model)
-        # Only what changed: the row was read without a lock, and a rename or a title written
-        # meanwhile must survive.
-        conversation.save(update_fields=TARGET_FIELDS)
-        question = Message.objects.get(pk=answer.parent_id)
+        _save_target_and_leaf(conversation, assistant_id)
+        # The branch up to the question, which ends it: the question itself comes with it.
+        branch = message_branch_list(leaf_id=answer.parent_id, limit=settings.CHAT_HISTORY_MESSAGES)
+        question = branch[-1]
         assistant = _placeholder(conversation, question, target, model, assistant_id)
-        return _finish_exchange(conversation, False, None, assistant, target, model)
+        return _finish_exchange(conversation, False, None, assistant, target, model, branch)
 
 
 def message_edit(
@@ -132,8 +135,10 @@ def message_edit(
         conversation = original.conversation
         target, model = _target_and_model(conversation, None, None)
         _set_target(conversation, target, model)
-        conversation.save(update_fields=TARGET_FIELDS)
-        parent = Message.objects.filter(pk=original.parent_id).first()
+        _save_target_and_leaf(conversation, assistant_id)
+        parent = None
+        if original.parent_id is not None:
+            parent = Message.objects.filter(pk=original.parent_id).first()
         return _exchange(conversation, False, parent, content, target, model, assistant_id)
 
 
@@ -259,9 +264,10 @@ def provider_options(*, stored: dict[str, Any] | None) -> dict[str, Any]:
 
 def _lock_user_and_check_limit(user: AbstractBaseUser) -> None:
     # The user row lock serialises one user's starts across processes on PostgreSQL, so two
-    # simultaneous sends cannot both pass the limit (SQLite's IMMEDIATE transactions already
-    # serialise every writer).
-    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+    # simultaneous sends cannot both pass the limit. SQLite has no row locks (the query would
+    # run for nothing): its IMMEDIATE transactions already serialise every writer.
+    if connection.features.has_select_for_update:
+        get_user_model().objects.select_for_update().filter(pk=user.pk).first()
     limit = settings.CHAT_MAX_CONCURRENT_GENERATIONS
     if message_count_streaming_for_user(user=user) >= limit:
         raise ChatError(
@@ -270,11 +276,12 @@ def _lock_user_and_check_limit(user: AbstractBaseUser) -> None:
 
 
 def _own_conversation(user: AbstractBaseUser, conversation_id: uuid.UUID) -> Conversation:
-    conversation = (
-        Conversation.objects.select_for_update()
-        .filter(pk=conversation_id, owner=user, hidden_since__isnull=True)
-        .first()
-    )
+    # With its provider links and its leaf (the new message's parent) in the same query; only
+    # the conversation's row is locked.
+    rows = Conversation.objects.select_related("provider_config", "fallback_chain", "current_leaf")
+    if connection.features.has_select_for_update_of:
+        rows = rows.select_for_update(of=("self",))
+    conversation = rows.filter(pk=conversation_id, owner=user, hidden_since__isnull=True).first()
     if conversation is None:
         raise ChatError("not_found", NOT_FOUND)
     return conversation
@@ -282,7 +289,9 @@ def _own_conversation(user: AbstractBaseUser, conversation_id: uuid.UUID) -> Con
 
 def _own_message(user: AbstractBaseUser, message_id: uuid.UUID) -> Message:
     message = (
-        Message.objects.select_related("conversation")
+        Message.objects.select_related(
+            "conversation__provider_config", "conversation__fallback_chain"
+        )
         .filter(pk=message_id, conversation__owner=user, conversation__hidden_since__isnull=True)
         .first()
     )
@@ -336,6 +345,14 @@ def _set_target(
     conversation.model = model or ""
 
 
+def _save_target_and_leaf(conversation: Conversation, assistant_id: uuid.UUID) -> None:
+    # Only what changed: the row was read without a lock, and a rename or a title written
+    # meanwhile must survive. The leaf already points at the answer about to be inserted
+    # (foreign keys are checked at commit).
+    conversation.current_leaf_id = assistant_id
+    conversation.save(update_fields=[*TARGET_FIELDS, "current_leaf"])
+
+
 def _placeholder(
     conversation: Conversation,
     parent: Message,
@@ -372,7 +389,12 @@ def _exchange(
         conversation=conversation, parent=parent, role=Message.Role.USER, content=content
     )
     assistant = _placeholder(conversation, question, target, model, assistant_id)
-    return _finish_exchange(conversation, created, question, assistant, target, model)
+    if parent is None:
+        # A new thread: the question is the whole branch, no need to read it back.
+        branch = [question]
+    else:
+        branch = message_branch_list(leaf_id=question.id, limit=settings.CHAT_HISTORY_MESSAGES)
+    return _finish_exchange(conversation, created, question, assistant, target, model, branch)
 
 
 def _finish_exchange(
@@ -382,10 +404,9 @@ def _finish_exchange(
     assistant: Message,
     target: ProviderConfig | FallbackChain,
     model: str | None,
+    branch: list[Message],
 ) -> Exchange:
-    conversation.current_leaf = assistant
-    conversation.save(update_fields=["current_leaf", "updated_at"])
-    branch = message_branch_list(leaf_id=assistant.parent_id, limit=settings.CHAT_HISTORY_MESSAGES)
+    """The Exchange for an answer whose rows are written; `branch` ends at its question."""
     history: Messages = []
     if conversation.system_prompt:
         history.append({"role": "system", "content": conversation.system_prompt})

@@ -406,32 +406,45 @@ def conversation_import(request):
     )
 
 
+def _next_search_page(request, cursor: str | None) -> str | None:
+    """The link to the page after this one: the same search, starting at `cursor`."""
+    if cursor is None:
+        return None
+    query = request.GET.copy()
+    query["after"] = cursor
+    return f"{request.path}?{query.urlencode()}"
+
+
 @require_GET
 def history(request):
     form = SearchForm(request.GET or None)
-    hits = []
-    searched = False
+    page = None
     if form.is_valid() and form.cleaned_data["q"].strip():
-        searched = True
         data = form.cleaned_data
-        hits = search_for_user(
-            user=request.user,
-            query=data["q"],
-            filters=SearchFilters(
-                provider=data["provider"],
-                model=data["model"],
-                since=data["since"],
-                until=data["until"],
-            ),
-        )
+        try:
+            page = search_for_user(
+                user=request.user,
+                query=data["q"],
+                filters=SearchFilters(
+                    provider=data["provider"],
+                    model=data["model"],
+                    since=data["since"],
+                    until=data["until"],
+                ),
+                cursor=data["after"] or None,
+            )
+        except ValueError:
+            form.add_error("after", "That page of results does not exist; search again.")
     targets = provider_targets_for_picker()
     return _page(
         request,
         "conversations/history.html",
         {
             "form": form,
-            "hits": hits,
-            "searched": searched,
+            "hits": page.hits if page else [],
+            "searched": page is not None,
+            "next_page": _next_search_page(request, page.next_cursor) if page else None,
+            "first_page": page is not None and not form.cleaned_data["after"],
             "provider_names": [target["name"] for target in targets],
             "model_names": sorted({model for target in targets for model in target["models"]}),
         },

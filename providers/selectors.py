@@ -1,4 +1,4 @@
-"""Reads of provider configuration (sync: call through database_sync_to_async from async code)."""
+"""Reads of provider configuration (sync; async code calls them through chatsite.db)."""
 
 from typing import Any
 

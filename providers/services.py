@@ -7,10 +7,10 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from chatsite.db import db_call
 from providers.auth_state import DatabaseAuthStore
 from providers.base import (
     AbstractProvider,
@@ -242,7 +242,7 @@ async def stream_chat(
                 yield chunk
         return
 
-    members = await database_sync_to_async(fallback_chain_members)(chain=target)
+    members = await db_call(fallback_chain_members)(chain=target)
     if not members:
         raise ProviderNotFoundError(f"The fallback chain {target.name} has no enabled members.")
     last_error: ProviderError | None = None

@@ -4,15 +4,18 @@ POST around them (answered in one piece, or as a stream of events).
 """
 
 import asyncio
+import importlib.util
 import json
 import logging
 import re
+import sys
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypedDict, Unpack
 
 import httpx
+from django.conf import settings
 
 from providers.errors import (
     MalformedResponseError,
@@ -32,6 +35,14 @@ MAX_ERROR_BODY = 64 * 1024
 # What is read of a body after its `data: [DONE]` before the connection is given up instead.
 DRAIN_SECONDS = 0.5
 DRAIN_MAX_LINES = 100
+
+# httpcore runs `import sniffio` each time it sets up a lock or an event, several times per
+# request. sniffio is not installed (anyio no longer needs it) and Python does not remember a
+# failed import, so every one searched the whole sys.path: a quarter of the server's time when
+# 500 answers started at once. None in sys.modules makes that import fail at once, and httpcore
+# then does what it did anyway: assume asyncio.
+if importlib.util.find_spec("sniffio") is None:
+    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 # An httpx.AsyncClient belongs to the loop it first ran on (its pool holds that loop's sockets), so
 # there is one per loop, and per proxy because httpx binds the proxy to the client. Weak keys let a
@@ -55,7 +66,11 @@ def shared_client(proxy: str | None = None) -> httpx.AsyncClient:
             trust_env=False,
             follow_redirects=False,
             timeout=request_timeout(None),
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            # Every running answer holds one connection for its whole stream: a small cap would
+            # make answers past it wait, silently, for others to end (PROVIDER_MAX_CONNECTIONS).
+            limits=httpx.Limits(
+                max_connections=settings.PROVIDER_MAX_CONNECTIONS, max_keepalive_connections=20
+            ),
         )
         per_loop[proxy or None] = client
     return client

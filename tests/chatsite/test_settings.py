@@ -80,7 +80,7 @@ def test_postgres_url_uses_psycopg_pool_without_persistent_connections():
 
 
 def test_channel_layer_is_in_memory_without_redis_url():
-    assert parsed()["layer"]["BACKEND"] == "channels.layers.InMemoryChannelLayer"
+    assert parsed()["layer"]["BACKEND"] == "chatsite.layers.InMemoryChannelLayer"
 
 
 def test_redis_url_selects_channels_redis():
@@ -117,3 +117,27 @@ def test_env_file_is_read_but_environment_wins(tmp_path):
     assert json.loads(result.stdout)["port"] == 7100
     result = run_settings(ENV_FILE=str(env_file))
     assert json.loads(result.stdout)["port"] == 7000
+
+
+def test_sqlite_connections_stay_open():
+    # Opening one (and running its PRAGMAs) cost a quarter of every database call.
+    assert parsed()["conn_max_age"] is None
+
+
+def test_postgres_pool_is_sized_by_its_setting_and_larger_than_the_database_threads():
+    config = parsed(
+        DATABASE_URL="postgres://chat:pw@db.internal/chat",
+        DATABASE_THREADS="6",
+        DATABASE_POOL_SIZE="20",
+    )
+    assert config["options"]["pool"]["max_size"] == 20
+
+    result = run_settings(
+        **KEYS,
+        DATABASE_URL="postgres://chat:pw@db.internal/chat",
+        DATABASE_THREADS="8",
+        DATABASE_POOL_SIZE="8",
+    )
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert "DATABASE_POOL_SIZE (8) must be larger than DATABASE_THREADS (8)" in last_line

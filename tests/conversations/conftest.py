@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from channels import DEFAULT_CHANNEL_LAYER
+from channels.db import database_sync_to_async
 from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 from django.db import connections
@@ -117,7 +118,9 @@ async def open_socket(clean_engine):
     sockets: list[ChatSocket] = []
 
     async def open_(user) -> ChatSocket:
-        cookie = (b"cookie", (await sync_to_async(session_cookie)(user)).encode())
+        # Through channels' wrapper, which returns the connection when done: nothing else runs
+        # on asgiref's thread to close it later (database calls run on chatsite.db's threads).
+        cookie = (b"cookie", (await database_sync_to_async(session_cookie)(user)).encode())
         communicator = WebsocketCommunicator(application, "/ws/chat/", headers=[ORIGIN, cookie])
         connected, code = await communicator.connect(timeout=FRAME_TIMEOUT)
         assert connected, f"socket refused with {code}"

@@ -2,10 +2,18 @@ from datetime import date, timedelta
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from conversations.models import Conversation, Message
-from conversations.search import SearchFilters, highlight_snippet, search_for_user, search_terms
+from conversations.search import (
+    MESSAGE_HIT_LIMIT,
+    SearchFilters,
+    SearchPage,
+    highlight_snippet,
+    search_for_user,
+    search_terms,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -25,7 +33,7 @@ def test_finds_a_message_by_a_word_and_marks_it(ada):
     hit = _message(chat, "Knead the dough for ten minutes, then let it rest.")
     _message(chat, "Something unrelated entirely.")
 
-    hits = search_for_user(user=ada, query="dough")
+    hits = search_for_user(user=ada, query="dough").hits
 
     assert [h.message_id for h in hits] == [hit.id]
     assert hits[0].conversation_id == chat.id
@@ -37,12 +45,14 @@ def test_words_match_as_prefixes_and_all_words_must_match(ada):
     both = _message(chat, "Streaming answers over websockets")
     _message(chat, "Streaming only")
 
-    assert [h.message_id for h in search_for_user(user=ada, query="stream websock")] == [both.id]
+    assert [h.message_id for h in search_for_user(user=ada, query="stream websock").hits] == [
+        both.id
+    ]
 
 
 def test_finds_conversations_by_title(ada):
     chat = _conversation(ada, "Holiday plans for Lisbon")
-    hits = search_for_user(user=ada, query="lisbon")
+    hits = search_for_user(user=ada, query="lisbon").hits
     assert hits[0].message_id is None and hits[0].conversation_id == chat.id
     assert "<mark>Lisbon</mark>" in hits[0].snippet_html
 
@@ -50,7 +60,7 @@ def test_finds_conversations_by_title(ada):
 def test_never_returns_another_users_messages_or_titles(ada, grace):
     mine = _conversation(ada, "secret project")
     _message(mine, "the secret recipe")
-    assert search_for_user(user=grace, query="secret") == []
+    assert search_for_user(user=grace, query="secret").hits == []
 
 
 def test_index_follows_edits_and_deletes(ada):
@@ -60,14 +70,14 @@ def test_index_follows_edits_and_deletes(ada):
     Message.objects.filter(pk=message.pk).update(content="final wording")
     Conversation.objects.filter(pk=chat.pk).update(title="New name")
 
-    assert search_for_user(user=ada, query="draft") == []
-    assert [h.message_id for h in search_for_user(user=ada, query="wording")] == [message.id]
-    assert search_for_user(user=ada, query="old") == []
-    assert search_for_user(user=ada, query="name")[0].conversation_id == chat.id
+    assert search_for_user(user=ada, query="draft").hits == []
+    assert [h.message_id for h in search_for_user(user=ada, query="wording").hits] == [message.id]
+    assert search_for_user(user=ada, query="old").hits == []
+    assert search_for_user(user=ada, query="name").hits[0].conversation_id == chat.id
 
     chat.delete()
-    assert search_for_user(user=ada, query="wording") == []
-    assert search_for_user(user=ada, query="name") == []
+    assert search_for_user(user=ada, query="wording").hits == []
+    assert search_for_user(user=ada, query="name").hits == []
 
 
 @pytest.mark.parametrize("query", ['"', "AND", "a OR", "NEAR(", "x*", "-", "col:val", "((", "'"])
@@ -78,14 +88,14 @@ def test_query_syntax_characters_never_cause_errors(ada, query):
 
 
 def test_query_without_words_finds_nothing(ada):
-    assert search_for_user(user=ada, query="  !!! ") == []
+    assert search_for_user(user=ada, query="  !!! ").hits == []
     assert search_terms("Hello, wörld_2!") == ["hello", "wörld", "2"]
 
 
 def test_snippet_escapes_message_html(ada):
     chat = _conversation(ada)
     _message(chat, "<script>alert(1)</script> payload: 3 & 4 < 5")
-    snippet = search_for_user(user=ada, query="payload")[0].snippet_html
+    snippet = search_for_user(user=ada, query="payload").hits[0].snippet_html
     assert "<script" not in snippet
     assert "3 &amp; 4 &lt; 5" in snippet
 
@@ -104,7 +114,7 @@ def test_filters_by_provider_and_model_of_the_conversation(ada):
     _message(two, "answer", provider="local", model="tiny")
 
     def conversations(**filters):
-        hits = search_for_user(user=ada, query="rust", filters=SearchFilters(**filters))
+        hits = search_for_user(user=ada, query="rust", filters=SearchFilters(**filters)).hits
         return {h.conversation_id for h in hits}
 
     assert conversations() == {one.id, two.id}
@@ -121,7 +131,7 @@ def test_filters_by_date(ada):
     today = timezone.now().date()
 
     def found(**filters):
-        hits = search_for_user(user=ada, query="vintage", filters=SearchFilters(**filters))
+        hits = search_for_user(user=ada, query="vintage", filters=SearchFilters(**filters)).hits
         return {h.message_id for h in hits}
 
     assert found(since=today) == {new.id}
@@ -135,7 +145,8 @@ def test_search_uses_the_index_not_a_scan(ada):
         lambda execute, q, p, many, ctx: sql.append(q) or execute(q, p, many, ctx)
     ):
         search_for_user(user=ada, query="anything")
-    assert len(sql) == 2
+    # Titles, messages (PostgreSQL: the newest, then, finding less than a page, every match).
+    assert len(sql) == (3 if connection.vendor == "postgresql" else 2)
     assert all("LIKE" not in q.upper() for q in sql)
     marker = "@@" if connection.vendor == "postgresql" else "MATCH"
     assert all(marker in q for q in sql)
@@ -147,6 +158,89 @@ def test_dates_at_the_ends_of_the_calendar_are_open_ended_ranges(ada):
 
     found = search_for_user(
         user=ada, query="timeless", filters=SearchFilters(since=date.min, until=date.max)
-    )
+    ).hits
 
     assert [h.message_id for h in found] == [hit.id]
+
+
+# --- pages: newest first, a bounded amount of work per page ---------------------------------
+
+
+def _many_hits(owner, count: int) -> list[Message]:
+    chat = _conversation(owner, "apple orchard")
+    return [_message(chat, f"apple number {i}") for i in range(count)]
+
+
+def _all_pages(user, query: str) -> list[SearchPage]:
+    pages = [search_for_user(user=user, query=query)]
+    while pages[-1].next_cursor:
+        pages.append(search_for_user(user=user, query=query, cursor=pages[-1].next_cursor))
+    return pages
+
+
+def test_pages_reach_every_hit_once_newest_first(ada, grace):
+    written = _many_hits(ada, MESSAGE_HIT_LIMIT * 2 + 7)
+    _many_hits(grace, 30)
+
+    pages = _all_pages(ada, "apple")
+
+    assert [len(page.hits) for page in pages] == [1 + MESSAGE_HIT_LIMIT, MESSAGE_HIT_LIMIT, 7]
+    # The title hit leads the first page only.
+    assert pages[0].hits[0].message_id is None
+    message_ids = [hit.message_id for page in pages for hit in page.hits if hit.message_id]
+    assert message_ids == [message.id for message in reversed(written)]
+    assert pages[-1].next_cursor is None
+
+
+def test_a_page_is_one_query_however_many_messages_match(ada):
+    _many_hits(ada, MESSAGE_HIT_LIMIT * 2 + 5)
+    with CaptureQueriesContext(connection) as first:
+        page = search_for_user(user=ada, query="apple")
+    with CaptureQueriesContext(connection) as second:
+        page = search_for_user(user=ada, query="apple", cursor=page.next_cursor)
+    with CaptureQueriesContext(connection) as last:
+        search_for_user(user=ada, query="apple", cursor=page.next_cursor)
+
+    # Titles and messages on the first page; messages only on the next. PostgreSQL looks at
+    # the newest messages first and, when they hold less than a page, at every match.
+    assert (len(first), len(second)) == (2, 1)
+    assert len(last) == (2 if connection.vendor == "postgresql" else 1)
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's query plan")
+def test_sqlite_pages_follow_the_index_without_sorting_every_match(ada):
+    """Ranking or sorting all matches is what cost half a second for a common word."""
+    _many_hits(ada, 5)
+    sql = []
+    with connection.execute_wrapper(
+        lambda execute, q, p, many, ctx: sql.append((q, p)) or execute(q, p, many, ctx)
+    ):
+        search_for_user(user=ada, query="apple")
+    message_sql, params = sql[-1]
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN QUERY PLAN {message_sql}", params)
+        plan = " / ".join(str(row[-1]) for row in cursor.fetchall())
+    assert "TEMP B-TREE" not in plan, plan
+    assert "bm25" not in message_sql and "rank" not in message_sql
+
+
+@pytest.mark.parametrize("cursor", ["x", "-1", "1" * 40, "2026-01-01T00:00:00+00:00~nope"])
+def test_a_cursor_no_page_gave_is_refused(ada, cursor):
+    with pytest.raises(ValueError):
+        search_for_user(user=ada, query="apple", cursor=cursor)
+
+
+def test_hits_older_than_the_newest_messages_are_found_in_order(ada, monkeypatch):
+    from conversations import search
+
+    # PostgreSQL looks at the newest messages first: here they hold no hit at all.
+    monkeypatch.setattr(search, "PG_WINDOW", 10)
+    old = _many_hits(ada, MESSAGE_HIT_LIMIT + 3)
+    chat = _conversation(ada)
+    for i in range(30):
+        _message(chat, f"pear {i}")
+
+    pages = _all_pages(ada, "apple")
+
+    found = [hit.message_id for page in pages for hit in page.hits if hit.message_id]
+    assert found == [message.id for message in reversed(old)]

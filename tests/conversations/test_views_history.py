@@ -104,3 +104,27 @@ def test_dates_at_the_ends_of_the_calendar_still_search(signed_in, ada, dates):
 
     assert response.status_code == 200
     assert "1 result" in response.content.decode()
+
+
+def test_more_results_link_to_the_next_page_of_the_same_search(signed_in, ada):
+    chat = make.conversation(ada)
+    rows = make.chain(chat, [f"kiwi {i}" for i in range(60)])
+
+    first = signed_in.get("/history/", {"q": "kiwi", "model": ""}).content.decode()
+    assert "50+ results, newest first" in first
+    link = re.search(r'<a class="button" href="([^"]+)" rel="next">More results</a>', first)
+    assert link is not None
+    second = signed_in.get(link[1].replace("&amp;", "&"))
+    html = second.content.decode()
+
+    assert second.status_code == 200
+    assert 'rel="next"' not in html
+    shown = re.findall(r"\?m=([0-9a-f-]+)#", first + html)
+    assert shown == [str(row.id) for row in reversed(rows)]
+
+
+def test_a_page_link_that_no_search_gave_is_an_error(signed_in, ada):
+    response = signed_in.get("/history/", {"q": "kiwi", "after": "not-a-page"})
+
+    assert response.status_code == 400
+    assert "That page of results does not exist" in response.content.decode()

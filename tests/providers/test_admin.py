@@ -1,4 +1,6 @@
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -250,13 +252,19 @@ def _database_text() -> str:
 
 
 def _sqlite_file_bytes() -> bytes:
-    """The database file and its WAL as they are on disk, free pages included."""
+    """The database file and its WAL as they are on disk, free pages included.
+
+    Read by another process: closing a file descriptor of the database in this one would drop
+    every POSIX lock this process holds on it, under the open connections of the database
+    threads (chatsite.db), which then fail with "disk I/O error"."""
     with connection.cursor() as cursor:
         cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     database = Path(connection.settings_dict["NAME"])
-    return b"".join(
-        path.read_bytes() for path in (database, Path(f"{database}-wal")) if path.exists()
-    )
+    paths = [str(path) for path in (database, Path(f"{database}-wal")) if path.exists()]
+    reader = "import sys\nfor p in sys.argv[1:]: sys.stdout.buffer.write(open(p, 'rb').read())"
+    return subprocess.run(
+        [sys.executable, "-c", reader, *paths], capture_output=True, check=True
+    ).stdout
 
 
 @pytest.mark.django_db(transaction=True)

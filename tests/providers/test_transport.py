@@ -349,3 +349,17 @@ async def test_lines_end_only_at_cr_lf_and_crlf():
     )
     lines = [line async for line in body_lines(response)]
     assert lines == ["a\u2028b\x85c\u2029d\x0be\x1cf", "g", "h", "", "i"]
+
+
+def test_httpcore_is_not_left_searching_for_sniffio_on_every_request():
+    """httpcore imports sniffio for every lock it sets up; when it is not installed, each failed
+    import searched the whole sys.path (a quarter of the server's time starting many answers)."""
+    import importlib.util
+    import sys
+
+    import providers.transport  # noqa: F401
+
+    if "sniffio" in sys.modules and sys.modules["sniffio"] is not None:
+        pytest.skip("sniffio is installed: its import is cached like any other")
+    assert "sniffio" in sys.modules and sys.modules["sniffio"] is None
+    assert importlib.util.find_spec("sniffio") is None
