@@ -132,11 +132,20 @@ REDIS_SOCKET_TIMEOUT = 30
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # channels-redis, with a pool that waits when all its connections are busy.
+            "BACKEND": "chatsite.channel_layer.RedisChannelLayer",
             # redis-py 8 reads with a 5 s socket timeout by default, the same length as
             # channels-redis's blocking pop: an idle socket's receive would fail (and take the
             # consumer with it) whenever the pop ran to its end. Reads get room to spare.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": REDIS_SOCKET_TIMEOUT}]},
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": REDIS_SOCKET_TIMEOUT,
+                        "max_connections": env.int("CHAT_REDIS_CHANNEL_CONNECTIONS", default=50),
+                    }
+                ]
+            },
         }
     }
 else:
@@ -239,6 +248,11 @@ CHAT_STREAM_RETENTION_SECONDS = env.int("CHAT_STREAM_RETENTION_SECONDS", default
 # Length cap of one answer's Redis Stream (XADD MAXLEN ~); a follower that falls further behind
 # gets a fresh snapshot.
 CHAT_STREAM_MAXLEN = env.int("CHAT_STREAM_MAXLEN", default=10_000)
+# Redis connections per server process for the event logs (scale mode): appends and other writes,
+# and short reads (snapshots). Following streams takes one more connection per process, however
+# many sockets follow; a command that finds its pool busy waits for a connection.
+CHAT_REDIS_WRITE_CONNECTIONS = env.int("CHAT_REDIS_WRITE_CONNECTIONS", default=20)
+CHAT_REDIS_READ_CONNECTIONS = env.int("CHAT_REDIS_READ_CONNECTIONS", default=10)
 # How many messages of the branch go to the provider as context (newest kept).
 CHAT_HISTORY_MESSAGES = env.int("CHAT_HISTORY_MESSAGES", default=100)
 # Name of a provider config that writes conversation titles; empty: the first words of the chat.

@@ -9,7 +9,7 @@ socket watches is read from its event log by a follower task of the socket's own
 import asyncio
 import logging
 import uuid
-from contextlib import suppress
+from contextlib import aclosing, suppress
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -278,26 +278,40 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 )
                 cursor, expected = snapshot.cursor, snapshot.seq + 1
             gap = False
-            async for event in log.follow(key, cursor):
-                if event.done is not None:
-                    await self.send_done(event.done)
-                    return
-                if event.seq < expected:
-                    continue
-                if event.seq > expected:
-                    # Frames this socket never saw were trimmed from the log (or one was never
-                    # written): start over from a snapshot rather than show a hole.
-                    gap = True
-                    break
-                await self.send_json(
-                    frames.message_delta(
-                        message_id=message_id,
-                        conversation_id=conversation_id,
-                        seq=event.seq,
-                        delta=event.delta,
-                    )
-                )
-                expected += 1
+            # Closed as soon as this loop leaves it, so the process's reader stops handing this
+            # socket entries at once.
+            async with aclosing(log.follow(key, cursor)) as events:
+                async for event in events:
+                    if event.done is not None:
+                        await self.send_done(event.done)
+                        return
+                    if event.seq < expected:
+                        continue
+                    if event.snapshot is not None:
+                        # An append was lost: the writer put the whole text in the log instead.
+                        await self.send_json(
+                            frames.message_snapshot(
+                                message_id=message_id,
+                                conversation_id=conversation_id,
+                                seq=event.seq,
+                                content=event.snapshot,
+                            )
+                        )
+                    elif event.seq > expected:
+                        # Frames this socket never saw were trimmed from the log: start over
+                        # from a snapshot rather than show a hole.
+                        gap = True
+                        break
+                    else:
+                        await self.send_json(
+                            frames.message_delta(
+                                message_id=message_id,
+                                conversation_id=conversation_id,
+                                seq=event.seq,
+                                delta=event.delta,
+                            )
+                        )
+                    expected = event.seq + 1
             if not gap:
                 # The log expired before its end was read: the row knows how it ended.
                 await self.relay_without_log(message_id, conversation_id, None)

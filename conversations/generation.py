@@ -117,6 +117,8 @@ class Generation:
         self.parts: list[str] = []
         self.length = 0
         self.seq = 0
+        # An append failed (after its retries): the log lacks a frame until a resync writes it.
+        self.log_behind = False
         self.usage: Usage | None = None
         self.stop_requested = False
         self.task: asyncio.Task[None] | None = None
@@ -251,8 +253,23 @@ class Generation:
         self.seq += 1
         self.parts.append(delta)
         self.length += len(delta)
+        await self._log_write(log, key)
+
+    async def _log_write(self, log, key: str) -> None:
+        """The newest frame into the event log; after a write that failed even when retried, the
+        whole text instead, so followers get a snapshot rather than a hole."""
         seq = self.seq
-        await _best_effort("event log append", lambda: log.append(key, seq=seq, delta=delta))
+        if self.log_behind:
+            content = self.content
+            written = await _best_effort(
+                "event log resync", lambda: log.resync(key, seq=seq, content=content)
+            )
+        else:
+            delta = self.parts[-1]
+            written = await _best_effort(
+                "event log append", lambda: log.append(key, seq=seq, delta=delta)
+            )
+        self.log_behind = not written
 
     async def _finish(self, log, key: str, status: str, failure: ProviderError | None) -> None:
         if self._checkpoint is not None:
@@ -264,6 +281,8 @@ class Generation:
             error_code, error_detail = failure.code, str(failure)
         usage = self.usage
         # Rendered once, here: the done frame and every later page view use this copy.
+        if self.log_behind:
+            await self._log_write(log, key)
         content_html = await render_html(content)
         fields = {
             "message_id": self.message_id,

@@ -501,9 +501,12 @@ async def test_follower_that_finds_frames_trimmed_resumes_from_a_snapshot(clean_
         def __init__(self) -> None:
             self.sent: list[dict] = []
             self.done_sent = {}
+            self.resynchronised = asyncio.Event()
 
         async def send_json(self, content, close=False) -> None:
             self.sent.append(content)
+            if content["type"] == "message.snapshot":
+                self.resynchronised.set()
 
     socket = Recorder()
     relay = asyncio.create_task(
@@ -511,6 +514,9 @@ async def test_follower_that_finds_frames_trimmed_resumes_from_a_snapshot(clean_
     )
     for seq in range(401, 404):
         await log.append(key, seq=seq, delta=f"d{seq} ")
+    # The answer ends only once the follower has resynchronised (an answer that has ended gets
+    # its done frame instead of a snapshot).
+    await asyncio.wait_for(socket.resynchronised.wait(), 10)
     await log.finish(key, seq=403, done={"type": "message.done", "message": str(message_id)})
     await asyncio.wait_for(relay, 10)
     await log.discard(key)
