@@ -1,7 +1,8 @@
 """The generation engine: one asyncio task per answer, independent of any socket.
 
 A generation reads the provider's stream through a pump task into a queue, coalesces tokens into
-frames (the first at once, then at most one per CHAT_FRAME_INTERVAL_MS), appends each frame to the
+frames (a token arriving more than CHAT_FRAME_INTERVAL_MS after the last frame goes out at once,
+later ones at the end of the interval: at most one frame per interval), appends each frame to the
 answer's event log (conversations.eventlog) for every subscriber on every process to read, and
 saves the partial text in the background at most once per CHAT_CHECKPOINT_SECONDS. Whatever ends
 it (the provider finishing or failing, a stop, the process shutting down) the text so far is kept.
