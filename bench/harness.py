@@ -43,7 +43,12 @@ def free_port() -> int:
 
 @contextmanager
 def upstream() -> Iterator[str]:
-    """The bench upstream in a process of its own; yields its base URL."""
+    """The bench upstream in a process of its own (or BENCH_UPSTREAM_URL's, one already running,
+    e.g. the one an Open WebUI reads); yields its base URL."""
+    given = os.environ.get("BENCH_UPSTREAM_URL", "").rstrip("/").removesuffix("/v1")
+    if given:
+        yield given
+        return
     process = subprocess.Popen(
         [sys.executable, "-m", "bench.upstream"], cwd=ROOT, stdout=subprocess.PIPE, text=True
     )
@@ -134,8 +139,14 @@ def site(mode: str, upstream_url: str, **settings: str) -> Iterator[Site]:
         text=True,
     ).stdout.strip()
     log = open(Path(scratch) / "server.log", "wb")
+    command = [sys.executable, "manage.py", "serve", "--port", str(port)]
+    if os.environ.get("BENCH_PROFILE"):
+        # Daphne itself under cProfile, writing BENCH_PROFILE when the server stops.
+        command = [sys.executable, "-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]]
+        command += ["-m", "daphne", "--bind", "127.0.0.1", "--port", str(port)]
+        command += ["chatsite.asgi:application"]
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "serve", "--port", str(port)],
+        command,
         cwd=ROOT,
         env=env,
         stdout=log,

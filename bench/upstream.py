@@ -1,7 +1,7 @@
 """The upstream every benchmark reads: an OpenAI-compatible chat-completions server that streams
 as fast, or as slowly, as the request asks, and stamps every token with the moment it was written.
 
-    python -m bench.upstream            # prints "port <n>" once listening on 127.0.0.1
+    python -m bench.upstream [port]     # prints "port <n>" once listening on 127.0.0.1
 
 The last user message sets the stream: `tokens=<n> interval_ms=<ms>` (0: full speed). Each token's
 text is `<index>@<monotonic seconds> `, so whichever client receives it (our WebSocket, a direct
@@ -114,12 +114,12 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
         writer.close()
 
 
-async def serve() -> None:
-    server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=4096)
+async def serve(port: int = 0) -> None:
+    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=4096)
     print(f"port {server.sockets[0].getsockname()[1]}", flush=True)
     async with server:
         await server.serve_forever()
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(serve()))
+    sys.exit(asyncio.run(serve(int(sys.argv[1]) if len(sys.argv) > 1 else 0)))
