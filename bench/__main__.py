@@ -56,7 +56,8 @@ def machine() -> str:
 
 def assemble(names: list[str], note: str) -> None:
     parts = [(HERE / "INTRO.md").read_text().rstrip(), "", machine() + (f" {note}" if note else "")]
-    for name in names:
+    # What the figures mean for the targets: written by hand after a run, kept across runs.
+    for name in ["notes", *names]:
         section = DOCS / f"{name}.md"
         if section.exists():
             parts += ["", section.read_text().rstrip()]

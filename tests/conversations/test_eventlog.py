@@ -95,7 +95,7 @@ async def test_500_sockets_on_one_process_get_every_answer_whole_through_a_small
 
 
 async def test_append_that_fails_even_when_retried_reaches_followers_as_a_snapshot(
-    open_socket, ada, chat_config, fake_upstream, monkeypatch
+    open_socket, view_thread_connections, ada, chat_config, fake_upstream, monkeypatch
 ):
     """Before, the frame was dropped: followers saw seq jump (or, with the in-process log, the
     next frame under the lost one's seq) and the log's text lacked it."""
