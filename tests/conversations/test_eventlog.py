@@ -126,3 +126,40 @@ async def test_append_that_fails_even_when_retried_reaches_followers_as_a_snapsh
     # A socket that catches up from a snapshot of the log gets the whole text too.
     late = await event_log().snapshot(generation.log_key(uuid.UUID(frames[-1]["message"])))
     assert late.content == REPLY
+
+
+async def test_appends_written_together_fail_together_when_redis_is_unreachable():
+    """Each waiting generation gets the error (and retries on its own); none waits forever."""
+    import redis
+
+    from conversations.eventlog import RedisEventLog
+    from tests.live_server import free_port
+
+    log = RedisEventLog(f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                *(log.append(f"answer-{i}", seq=1, delta="x") for i in range(5)),
+                return_exceptions=True,
+            ),
+            FRAME_TIMEOUT,
+        )
+    finally:
+        await log.close()
+    assert all(isinstance(result, redis.ConnectionError) for result in results), results
+
+
+@pytest.mark.redis
+async def test_appends_of_many_answers_at_once_each_land_in_their_own_log(clean_engine):
+    log = event_log()
+    keys = [uuid.uuid4().hex for _ in range(50)]
+    for key in keys:
+        await log.open(key)
+    for seq in (1, 2):
+        await asyncio.gather(*(log.append(key, seq=seq, delta=f"{key[:4]}-{seq} ") for key in keys))
+    snapshots = [await log.snapshot(key) for key in keys]
+    for key in keys:
+        await log.discard(key)
+    assert [(s.content, s.seq) for s in snapshots] == [
+        (f"{key[:4]}-1 {key[:4]}-2 ", 2) for key in keys
+    ]
