@@ -3,7 +3,7 @@ docs/benchmarks.md from the sections they wrote.
 
 A scenario is a module of this package that defines `main()` and writes
 `docs/benchmarks/<name>.md`; `python -m bench.<name>` runs one alone. `python -m bench --only
-single,stop` runs some.
+single,stop` runs some; `--only none` only assembles the page again.
 """
 
 import argparse
@@ -54,10 +54,11 @@ def machine() -> str:
     )
 
 
-def assemble(names: list[str], note: str) -> None:
-    parts = [(HERE / "INTRO.md").read_text().rstrip(), "", machine() + (f" {note}" if note else "")]
-    # What the figures mean for the targets: written by hand after a run, kept across runs.
-    for name in ["notes", *names]:
+def assemble(names: list[str]) -> None:
+    parts = [(HERE / "INTRO.md").read_text().rstrip()]
+    # `run`: the machine line of the last run; `notes`: what the figures mean for the targets,
+    # written by hand after a run and kept across runs.
+    for name in ["run", "notes", *names]:
         section = DOCS / f"{name}.md"
         if section.exists():
             parts += ["", section.read_text().rstrip()]
@@ -72,13 +73,17 @@ def main_all() -> None:
     names = scenarios()
     chosen = [name for name in names if not args.only or name in args.only.split(",")]
     failed = []
+    if chosen:
+        DOCS.mkdir(parents=True, exist_ok=True)
+        line = machine() + (f" {args.note}" if args.note else "")
+        (DOCS / "run.md").write_text(f"## This run\n\n{line}\n")
     for name in chosen:
         started = time.monotonic()
         print(f"=== bench.{name}", flush=True)
         if subprocess.run([sys.executable, "-m", f"bench.{name}"], cwd=ROOT).returncode:
             failed.append(name)
         print(f"=== bench.{name}: {time.monotonic() - started:.0f} s", flush=True)
-    assemble(names, args.note)
+    assemble(names)
     if failed:
         sys.exit(f"scenarios that failed: {', '.join(failed)}")
 
