@@ -33,7 +33,10 @@ def prepare(upstream_url: str) -> str:
             "timeout": 120,
         },
     )
-    user, _ = get_user_model().objects.get_or_create(username="bench")
+    # A fresh user each time: in services mode the database outlives the run, and answers left by
+    # earlier runs would make every later start slower than the last.
+    get_user_model().objects.filter(username="bench").delete()
+    user = get_user_model().objects.create(username="bench")
     client = Client()
     client.force_login(user)
     return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
