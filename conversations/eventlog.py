@@ -282,12 +282,15 @@ class StreamReader:
             self.blocked, self.wake_sent = True, False
             try:
                 answer = await self.connection.xread(streams, count=READ_COUNT, block=BLOCK_MS)
+                # Inside the try: a bug in handing over entries must not end this task, which
+                # would leave every follower of the process waiting forever.
+                self._deliver(answer, streams)
                 failures = 0
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 failures += 1
-                logger.warning("stream reader: XREAD failed (%d)", failures, exc_info=True)
+                logger.warning("stream reader: reading failed (%d)", failures, exc_info=True)
                 if failures >= READ_ATTEMPTS:
                     self._fail_everyone(exc)
                     failures = 0
@@ -295,7 +298,6 @@ class StreamReader:
                 continue
             finally:
                 self.blocked = False
-            self._deliver(answer, streams)
             await self._end_vanished()
 
     def _deliver(self, answer: Any, streams: dict[str, str]) -> None:
