@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 UV := $(shell command -v uv || echo var/uv/bin/uv)
 UV_DEP := $(if $(findstring var/uv,$(UV)),var/uv/bin/uv)
 
-.PHONY: run test install install-dev lint browser clean
+.PHONY: run test install install-dev lint browser clean bench
 
 var/uv/bin/uv:
 	@echo "Installing uv into var/uv (one time)..."
@@ -91,6 +91,11 @@ lint: install-dev
 
 test: install-dev .env browser lint
 	$(VENV)/bin/pytest
+
+# Benchmarks (about 10 minutes; not part of `make test`): writes docs/benchmarks.md. With
+# DATABASE_URL and REDIS_URL set, services mode is measured too; see docs/benchmarks.md.
+bench: install-dev .env
+	$(PY) -m bench
 
 clean:
 	rm -rf $(VENV) var/uv var/static .pytest_cache .ruff_cache

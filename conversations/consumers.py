@@ -9,7 +9,8 @@ socket watches is read from its event log by a follower task of the socket's own
 import asyncio
 import logging
 import uuid
-from contextlib import suppress
+from collections.abc import AsyncIterator
+from contextlib import aclosing, suppress
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -20,7 +21,7 @@ from django.db import DatabaseError
 from chatsite.db import db_call
 from conversations import frames, generation, selectors
 from conversations.errors import ChatError
-from conversations.eventlog import event_log
+from conversations.eventlog import Event, event_log
 from conversations.groups import conversation_group, user_group
 from conversations.models import Message
 from conversations.protocol import (
@@ -294,32 +295,57 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                     )
                 )
                 cursor, expected = snapshot.cursor, snapshot.seq + 1
-            gap = False
-            async for event in log.follow(key, cursor):
+            outcome = await self.relay_events(
+                log.follow(key, cursor), expected, message_id, conversation_id
+            )
+            if outcome == "done":
+                return
+            if outcome == "ended":
+                # The log expired before its end was read: the row knows how it ended.
+                await self.relay_without_log(message_id, conversation_id, None)
+                return
+            # Frames this socket never saw were trimmed from the log: start over from a
+            # snapshot rather than show a hole.
+            from_snapshot = True
+
+    async def relay_events(
+        self,
+        events: AsyncIterator[Event],
+        expected: int,
+        message_id: uuid.UUID,
+        conversation_id: uuid.UUID,
+    ) -> str:
+        """Forward an answer's events from seq `expected` on. Returns "done" after its done frame,
+        "gap" when the next event is beyond `expected`, "ended" when the log ended first."""
+        # Closed as soon as this returns, so the process's reader stops handing this socket
+        # entries at once.
+        async with aclosing(events):
+            async for event in events:
                 if event.done is not None:
                     await self.send_done(event.done)
-                    return
+                    return "done"
                 if event.seq < expected:
                     continue
-                if event.seq > expected:
-                    # Frames this socket never saw were trimmed from the log (or one was never
-                    # written): start over from a snapshot rather than show a hole.
-                    gap = True
-                    break
-                await self.send_json(
-                    frames.message_delta(
+                if event.snapshot is not None:
+                    # An append was lost: the writer put the whole text in the log instead.
+                    frame = frames.message_snapshot(
+                        message_id=message_id,
+                        conversation_id=conversation_id,
+                        seq=event.seq,
+                        content=event.snapshot,
+                    )
+                elif event.seq == expected:
+                    frame = frames.message_delta(
                         message_id=message_id,
                         conversation_id=conversation_id,
                         seq=event.seq,
                         delta=event.delta,
                     )
-                )
-                expected += 1
-            if not gap:
-                # The log expired before its end was read: the row knows how it ended.
-                await self.relay_without_log(message_id, conversation_id, None)
-                return
-            from_snapshot = True
+                else:
+                    return "gap"
+                await self.send_json(frame)
+                expected = event.seq + 1
+        return "ended"
 
     async def relay_without_log(
         self, message_id: uuid.UUID, conversation_id: uuid.UUID, row: Message | None

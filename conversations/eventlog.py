@@ -3,17 +3,28 @@
 Embedded mode (no REDIS_URL, one server process): an in-process buffer. Scale mode: per
 generation a Redis Stream of frames (XADD with an approximate MAXLEN cap) plus a string with the
 text so far, written together in one MULTI so a snapshot (text, seq, stream id) is always
-consistent; followers XREAD from the id of their snapshot, so nothing is missed or repeated.
+consistent; followers read from the id of their snapshot, so nothing is missed or repeated.
+
+In scale mode a process reads every stream its sockets follow with one blocking XREAD on one
+connection and hands the entries to the sockets (`StreamReader`): a connection per socket would
+run any pool dry at a few hundred sockets. Writes go through a pool of their own, so an append
+never waits behind a reader.
 
 Tokens never travel through the channel layer: channels-redis silently drops group messages once
 a channel holds 100 of them, which a fast stream reaches in seconds.
 
-Events: a delta `{seq, delta}` (seq 1, 2, ... without gaps) and a final `done` carrying the
-`message.done` frame. Finished logs expire after CHAT_STREAM_RETENTION_SECONDS.
+Events: a delta `{seq, delta}` (seq 1, 2, ... without gaps), a `snapshot` `{seq, content}` that
+replaces the text (written after an append could not be, so no follower is left with a hole), and
+a final `done` carrying the `message.done` frame. Finished logs expire after
+CHAT_STREAM_RETENTION_SECONDS.
 """
 
 import asyncio
+import contextlib
 import json
+import logging
+import time
+import uuid
 import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -22,17 +33,28 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 from django.conf import settings
 
+logger = logging.getLogger(__name__)
+
 # A running generation refreshes its keys at every checkpoint; if its process dies they vanish
 # after this long (well after the stale check has marked the message interrupted).
 ACTIVE_TTL_SECONDS = 3600
-# How long one XREAD waits before the follower checks that the stream still exists.
+# How long one XREAD waits before the reader checks that quiet streams still exist.
 BLOCK_MS = 5000
+# Entries one XREAD takes from each stream.
+READ_COUNT = 500
+# Consecutive failed reads after which the reader gives up on its followers (each then starts
+# over from a snapshot, see the consumer) instead of keeping them waiting.
+READ_ATTEMPTS = 5
+# How long a command waits for a free connection of its pool before failing.
+POOL_WAIT_SECONDS = 10
 
 
 @dataclass(frozen=True)
 class Event:
     seq: int
     delta: str = ""
+    # The whole text up to `seq`, replacing what came before (after an append was lost).
+    snapshot: str | None = None
     # The message.done frame, on the last event only.
     done: dict[str, Any] | None = None
 
@@ -50,8 +72,12 @@ class EventLog(Protocol):
     async def append(
         self, generation: str, *, seq: int, delta: str, text_so_far: Callable[[], str]
     ) -> None:
-        """Add a delta; `text_so_far()` (the whole text, this delta included) rebuilds a log
-        that was lost (Redis restarted without its data)."""
+        """Add a delta; `text_so_far()` (the whole text, this delta included) starts the log
+        again when it was lost (Redis restarted without its data)."""
+        ...
+
+    async def resync(self, generation: str, *, seq: int, content: str) -> None:
+        """Record the whole text as of `seq` (after appends that could not be written)."""
         ...
 
     async def keepalive(self, generation: str) -> None: ...
@@ -65,13 +91,15 @@ class EventLog(Protocol):
 
 class _Buffer:
     def __init__(self) -> None:
-        self.deltas: list[str] = []
+        self.events: list[Event] = []
+        self.parts: list[str] = []
+        self.seq = 0
         self.done: dict[str, Any] | None = None
         self.changed = asyncio.Condition()
 
 
 class MemoryEventLog:
-    """One event loop's logs; the cursor is the number of deltas already read."""
+    """One event loop's logs; the cursor is the number of events already read."""
 
     def __init__(self) -> None:
         self._buffers: dict[str, _Buffer] = {}
@@ -79,13 +107,24 @@ class MemoryEventLog:
     async def open(self, generation: str) -> None:
         self._buffers[generation] = _Buffer()
 
+    async def _add(self, generation: str, event: Event) -> None:
+        buffer = self._buffers[generation]
+        async with buffer.changed:
+            if event.snapshot is not None:
+                buffer.parts = [event.snapshot]
+            else:
+                buffer.parts.append(event.delta)
+            buffer.seq = event.seq
+            buffer.events.append(event)
+            buffer.changed.notify_all()
+
     async def append(
         self, generation: str, *, seq: int, delta: str, text_so_far: Callable[[], str]
     ) -> None:
-        buffer = self._buffers[generation]
-        async with buffer.changed:
-            buffer.deltas.append(delta)
-            buffer.changed.notify_all()
+        await self._add(generation, Event(seq=seq, delta=delta))
+
+    async def resync(self, generation: str, *, seq: int, content: str) -> None:
+        await self._add(generation, Event(seq=seq, snapshot=content))
 
     async def keepalive(self, generation: str) -> None:
         return None
@@ -112,8 +151,12 @@ class MemoryEventLog:
         buffer = self._buffers.get(generation)
         if buffer is None:
             return None
-        seq = len(buffer.deltas)
-        return Snapshot(content="".join(buffer.deltas), seq=seq, cursor=seq, done=buffer.done)
+        return Snapshot(
+            content="".join(buffer.parts),
+            seq=buffer.seq,
+            cursor=len(buffer.events),
+            done=buffer.done,
+        )
 
     async def follow(self, generation: str, cursor: Any = None) -> AsyncIterator[Event]:
         position = cursor or 0
@@ -123,36 +166,303 @@ class MemoryEventLog:
         while True:
             async with buffer.changed:
                 await buffer.changed.wait_for(
-                    lambda read=position: len(buffer.deltas) > read or buffer.done is not None
+                    lambda read=position: len(buffer.events) > read or buffer.done is not None
                 )
-                fresh = buffer.deltas[position:]
+                fresh = buffer.events[position:]
                 done = buffer.done
-            for delta in fresh:
+            for event in fresh:
                 position += 1
-                yield Event(seq=position, delta=delta)
-            if done is not None and position == len(buffer.deltas):
-                yield Event(seq=position, done=done)
+                yield event
+            if done is not None and position == len(buffer.events):
+                yield Event(seq=buffer.seq, done=done)
                 return
 
 
-# A delta goes into the log only while its stream exists, atomically with that check (a script
-# runs alone on the server). KEYS: stream, text. ARGV: delta, seq, maxlen. Returns 1 or 0.
-_APPEND_IF_OPEN = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('APPEND', KEYS[2], ARGV[1])
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'kind', 'delta', 'seq', ARGV[2],
-           'delta', ARGV[1])
-return 1
-"""
+def _stream_id(entry_id: str) -> tuple[int, int]:
+    milliseconds, _, sequence = entry_id.partition("-")
+    return int(milliseconds), int(sequence or 0)
+
+
+def _event_of(fields: dict[str, str]) -> Event | None:
+    kind = fields.get("kind")
+    seq = int(fields.get("seq", 0))
+    if kind == "delta":
+        return Event(seq=seq, delta=fields["delta"])
+    if kind == "snapshot":
+        return Event(seq=seq, snapshot=fields["content"])
+    if kind == "done":
+        return Event(seq=seq, done=json.loads(fields["done"]))
+    return None  # the `start` marker
+
+
+# What a subscription's queue carries besides lists of events: the stream is gone.
+_VANISHED = object()
+
+
+class _Subscription:
+    """One socket's reading of one stream: the entries after `cursor`, through `queue`."""
+
+    def __init__(self, stream: str, cursor: str) -> None:
+        self.stream = stream
+        self.cursor = cursor
+        self.position = _stream_id(cursor)
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+
+
+class StreamReader:
+    """Every stream this process's sockets follow, read with one blocking XREAD on one connection
+    and handed to the sockets' subscriptions.
+
+    Each stream is read from the oldest cursor among its subscriptions; each subscription gets
+    only the entries after its own cursor. A subscription added while the XREAD blocks wakes it
+    through a stream of this reader's own (`wake`), so a new follower never waits out BLOCK_MS;
+    that wake-up stream is read from its last id, so a wake-up sent just before the XREAD is not
+    missed either.
+    """
+
+    def __init__(self, url: str, writer: aioredis.Redis, checker: aioredis.Redis) -> None:
+        # The one connection that blocks; its socket timeout outlasts BLOCK_MS.
+        self.connection = aioredis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
+            single_connection_client=True,
+        )
+        self.writer = writer
+        self.checker = checker
+        self.subscriptions: dict[str, list[_Subscription]] = {}
+        self.wake_key = f"chat:reader:{uuid.uuid4().hex}:wake"
+        self.wake_cursor = "0-0"
+        self.blocked = False
+        self.wake_sent = False
+        self.has_work = asyncio.Event()
+        self.last_entry: dict[str, float] = {}
+        self.checked_at = time.monotonic()
+        self.task: asyncio.Task[None] | None = None
+        self.wake_task: asyncio.Task[None] | None = None
+
+    def subscribe(self, stream: str, cursor: str) -> _Subscription:
+        subscription = _Subscription(stream, cursor)
+        self.subscriptions.setdefault(stream, []).append(subscription)
+        self.last_entry.setdefault(stream, time.monotonic())
+        self.has_work.set()
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._run(), name="chat-stream-reader")
+        elif self.blocked and not self.wake_sent:
+            self.wake_sent = True
+            self.wake_task = asyncio.create_task(self._wake())
+        return subscription
+
+    def unsubscribe(self, subscription: _Subscription) -> None:
+        followers = self.subscriptions.get(subscription.stream)
+        if followers is None or subscription not in followers:
+            return
+        followers.remove(subscription)
+        if not followers:
+            del self.subscriptions[subscription.stream]
+            self.last_entry.pop(subscription.stream, None)
+
+    async def _wake(self) -> None:
+        try:
+            async with self.writer.pipeline(transaction=False) as pipe:
+                pipe.xadd(self.wake_key, {"wake": 1}, maxlen=10, approximate=True)
+                pipe.expire(self.wake_key, ACTIVE_TTL_SECONDS)
+                await pipe.execute()
+        except Exception:
+            logger.warning("stream reader: wake-up failed", exc_info=True)
+
+    def _streams_to_read(self) -> dict[str, str]:
+        streams = {
+            stream: min(followers, key=lambda s: s.position).cursor
+            for stream, followers in self.subscriptions.items()
+        }
+        streams[self.wake_key] = self.wake_cursor
+        return streams
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            if not self.subscriptions:
+                self.has_work.clear()
+                await self.has_work.wait()
+                continue
+            streams = self._streams_to_read()
+            self.blocked, self.wake_sent = True, False
+            try:
+                answer = await self.connection.xread(streams, count=READ_COUNT, block=BLOCK_MS)
+                # Inside the try: a bug in handing over entries must not end this task, which
+                # would leave every follower of the process waiting forever.
+                self._deliver(answer, streams)
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                logger.warning("stream reader: reading failed (%d)", failures, exc_info=True)
+                if failures >= READ_ATTEMPTS:
+                    self._fail_everyone(exc)
+                    failures = 0
+                await asyncio.sleep(0.1 * 2**failures)
+                continue
+            finally:
+                self.blocked = False
+            await self._end_vanished()
+
+    def _deliver(self, answer: Any, streams: dict[str, str]) -> None:
+        # RESP2 answers a list of [stream, entries]; RESP3 a mapping.
+        for stream, entries in answer.items() if isinstance(answer, dict) else answer or ():
+            if not entries:
+                continue
+            if stream == self.wake_key:
+                self.wake_cursor = entries[-1][0]
+                continue
+            followers = self.subscriptions.get(stream)
+            if not followers:
+                continue
+            self.last_entry[stream] = time.monotonic()
+            read_from = _stream_id(streams[stream])
+            parsed = [(_stream_id(entry_id), entry_id, fields) for entry_id, fields in entries]
+            for subscription in followers:
+                # One that subscribed from further back while this read was under way would
+                # miss the entries in between: the next read starts from its cursor.
+                if subscription.position >= read_from:
+                    self._hand_over(subscription, parsed)
+
+    @staticmethod
+    def _hand_over(subscription: _Subscription, parsed: list) -> None:
+        events = []
+        for position, entry_id, fields in parsed:
+            if position <= subscription.position:
+                continue
+            subscription.position, subscription.cursor = position, entry_id
+            event = _event_of(fields)
+            if event is not None:
+                events.append(event)
+        if events:
+            subscription.queue.put_nowait(events)
+
+    async def _end_vanished(self) -> None:
+        """Followers of a stream that has not moved for BLOCK_MS and no longer exists (expired,
+        or discarded) are told so, at most once per BLOCK_MS."""
+        now = time.monotonic()
+        if now - self.checked_at < BLOCK_MS / 1000:
+            return
+        self.checked_at = now
+        quiet = [
+            stream for stream, moved in self.last_entry.items() if now - moved >= BLOCK_MS / 1000
+        ]
+        if not quiet:
+            return
+        try:
+            async with self.checker.pipeline(transaction=False) as pipe:
+                for stream in quiet:
+                    pipe.exists(stream)
+                found = await pipe.execute()
+        except Exception:
+            logger.warning("stream reader: checking for expired streams failed", exc_info=True)
+            return
+        for stream, exists in zip(quiet, found, strict=True):
+            if not exists:
+                for subscription in self.subscriptions.pop(stream, []):
+                    subscription.queue.put_nowait(_VANISHED)
+                self.last_entry.pop(stream, None)
+
+    def _fail_everyone(self, exc: Exception) -> None:
+        for followers in self.subscriptions.values():
+            for subscription in followers:
+                subscription.queue.put_nowait(exc)
+        self.subscriptions.clear()
+        self.last_entry.clear()
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+        await self.connection.aclose()
+
+
+def _pool(url: str, size: int) -> aioredis.Redis:
+    """A client whose commands wait for one of `size` connections instead of failing when all
+    are busy (redis-py's default pool raises "Too many connections")."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=size,
+        timeout=POOL_WAIT_SECONDS,
+        decode_responses=True,
+        socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
+    )
+    return aioredis.Redis(connection_pool=pool)
+
+
+class AppendBatcher:
+    """Appends of every generation of this process, written to Redis together: whatever was
+    appended while the previous batch was on its way goes out as one MULTI.
+
+    A frame per answer per interval, for a thousand answers, is tens of thousands of appends a
+    second; one round trip each spent most of the process's CPU in the Redis client. Each caller
+    still waits for its own append to be written (or to fail, and then retries it itself).
+    """
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self.pending: list[tuple[str, str, int, str, asyncio.Future[bool]]] = []
+        self.writing = False
+        self.task: asyncio.Task[None] | None = None
+
+    async def append(self, events: str, text: str, *, seq: int, delta: str) -> bool:
+        """Whether the answer's stream was there to append to (False: Redis lost it)."""
+        done = asyncio.get_running_loop().create_future()
+        self.pending.append((events, text, seq, delta, done))
+        if not self.writing:
+            self.writing = True
+            self.task = asyncio.create_task(self._write())
+        return await done
+
+    async def _write(self) -> None:
+        try:
+            while self.pending:
+                batch, self.pending = self.pending, []
+                try:
+                    found = await self._write_batch(batch)
+                except Exception as exc:
+                    for *_, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                else:
+                    for (*_, done), existed in zip(batch, found, strict=True):
+                        if not done.done():
+                            done.set_result(bool(existed))
+        finally:
+            self.writing = False
+
+    async def _write_batch(self, batch: list) -> list[int]:
+        """Write the batch; for each append, whether its stream existed before it."""
+        maxlen = settings.CHAT_STREAM_MAXLEN
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for events, text, seq, delta, _ in batch:
+                # Checked inside the same MULTI: a stream that is gone means Redis lost the log,
+                # and the text key would now hold only the deltas since (see RedisEventLog.append).
+                pipe.exists(events)
+                pipe.append(text, delta)
+                pipe.xadd(
+                    events,
+                    {"kind": "delta", "seq": seq, "delta": delta},
+                    maxlen=maxlen,
+                    approximate=True,
+                )
+            results = await pipe.execute()
+        return results[::3]
 
 
 class RedisEventLog:
     def __init__(self, url: str) -> None:
-        # Reads wait up to BLOCK_MS in XREAD; the socket timeout must outlast that.
-        self.redis = aioredis.from_url(
-            url, decode_responses=True, socket_timeout=settings.REDIS_SOCKET_TIMEOUT
-        )
-        self._append_if_open = self.redis.register_script(_APPEND_IF_OPEN)
+        # Appends and the rest of an answer's writes: never behind a reader.
+        self.redis = _pool(url, settings.CHAT_REDIS_WRITE_CONNECTIONS)
+        # Snapshots and existence checks: short reads, never blocking.
+        self.reads = _pool(url, settings.CHAT_REDIS_READ_CONNECTIONS)
+        self.reader = StreamReader(url, writer=self.redis, checker=self.reads)
+        self.appends = AppendBatcher(self.redis)
 
     @staticmethod
     def _keys(generation: str) -> tuple[str, str]:
@@ -170,17 +480,24 @@ class RedisEventLog:
     async def append(
         self, generation: str, *, seq: int, delta: str, text_so_far: Callable[[], str]
     ) -> None:
-        events, text = self._keys(generation)
-        maxlen = settings.CHAT_STREAM_MAXLEN
-        if await self._append_if_open(keys=[events, text], args=[delta, seq, maxlen]):
+        if await self.appends.append(*self._keys(generation), seq=seq, delta=delta):
             return
-        # Redis lost the log (restarted without its data): appending would leave a text key
-        # holding only the deltas since, which a reader's snapshot would show as the whole
-        # answer. The log starts again from the whole text; readers see the seq jump and take a
-        # snapshot.
+        # Redis lost the log (restarted without its data): the text key now holds only this
+        # delta, which a reader's snapshot would show as the whole answer. The log starts again
+        # from the whole text, as a snapshot that followers apply.
+        await self.resync(generation, seq=seq, content=text_so_far())
+
+    async def resync(self, generation: str, *, seq: int, content: str) -> None:
+        events, text = self._keys(generation)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(text, text_so_far(), ex=ACTIVE_TTL_SECONDS)
-            pipe.xadd(events, {"kind": "start", "seq": seq})
+            pipe.set(text, content, ex=ACTIVE_TTL_SECONDS)
+            pipe.xadd(
+                events,
+                {"kind": "snapshot", "seq": seq, "content": content},
+                maxlen=settings.CHAT_STREAM_MAXLEN,
+                approximate=True,
+            )
+            # The stream may have been made anew by this write (after Redis lost it).
             pipe.expire(events, ACTIVE_TTL_SECONDS)
             await pipe.execute()
 
@@ -205,7 +522,7 @@ class RedisEventLog:
 
     async def snapshot(self, generation: str) -> Snapshot | None:
         events, text = self._keys(generation)
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with self.reads.pipeline(transaction=True) as pipe:
             pipe.get(text)
             pipe.xrevrange(events, count=1)
             content, last = await pipe.execute()
@@ -217,25 +534,25 @@ class RedisEventLog:
 
     async def follow(self, generation: str, cursor: Any = None) -> AsyncIterator[Event]:
         events, _ = self._keys(generation)
-        position = cursor or "0-0"
-        while True:
-            answer = await self.redis.xread({events: position}, count=500, block=BLOCK_MS)
-            if not answer:
-                if not await self.redis.exists(events):
+        subscription = self.reader.subscribe(events, cursor or "0-0")
+        try:
+            while True:
+                item = await subscription.queue.get()
+                if item is _VANISHED:
                     return
-                continue
-            for entry_id, fields in answer[0][1]:
-                position = entry_id
-                kind = fields.get("kind")
-                seq = int(fields.get("seq", 0))
-                if kind == "delta":
-                    yield Event(seq=seq, delta=fields["delta"])
-                elif kind == "done":
-                    yield Event(seq=seq, done=json.loads(fields["done"]))
-                    return
+                if isinstance(item, Exception):
+                    raise item
+                for event in item:
+                    yield event
+                    if event.done is not None:
+                        return
+        finally:
+            self.reader.unsubscribe(subscription)
 
     async def close(self) -> None:
-        await self.redis.aclose()
+        await self.reader.close()
+        await self.redis.aclose(close_connection_pool=True)
+        await self.reads.aclose(close_connection_pool=True)
 
 
 # Each event loop gets its own log: asyncio primitives and Redis connections belong to the loop

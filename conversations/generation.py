@@ -1,7 +1,8 @@
 """The generation engine: one asyncio task per answer, independent of any socket.
 
 A generation reads the provider's stream through a pump task into a queue, coalesces tokens into
-frames (the first at once, then at most one per CHAT_FRAME_INTERVAL_MS), appends each frame to the
+frames (a token arriving more than CHAT_FRAME_INTERVAL_MS after the last frame goes out at once,
+later ones at the end of the interval: at most one frame per interval), appends each frame to the
 answer's event log (conversations.eventlog) for every subscriber on every process to read, and
 saves the partial text in the background at most once per CHAT_CHECKPOINT_SECONDS. Whatever ends
 it (the provider finishing or failing, a stop, the process shutting down) the text so far is kept.
@@ -143,6 +144,8 @@ class Generation:
         self.parts: list[str] = []
         self.length = 0
         self.seq = 0
+        # An append failed (after its retries): the log lacks a frame until a resync writes it.
+        self.log_behind = False
         self.usage: Usage | None = None
         self.stop_requested = False
         self.task: asyncio.Task[None] | None = None
@@ -281,11 +284,24 @@ class Generation:
         self.seq += 1
         self.parts.append(delta)
         self.length += len(delta)
+        await self._log_write(log, key)
+
+    async def _log_write(self, log, key: str) -> None:
+        """The newest frame into the event log; after a write that failed even when retried, the
+        whole text instead, so followers get a snapshot rather than a hole."""
         seq = self.seq
-        await _best_effort(
-            "event log append",
-            lambda: log.append(key, seq=seq, delta=delta, text_so_far=lambda: self.content),
-        )
+        if self.log_behind:
+            content = self.content
+            written = await _best_effort(
+                "event log resync", lambda: log.resync(key, seq=seq, content=content)
+            )
+        else:
+            delta = self.parts[-1]
+            written = await _best_effort(
+                "event log append",
+                lambda: log.append(key, seq=seq, delta=delta, text_so_far=lambda: self.content),
+            )
+        self.log_behind = not written
 
     async def _finish(self, log, key: str, status: str, failure: ProviderError | None) -> None:
         if self._checkpoint is not None:
@@ -303,6 +319,8 @@ class Generation:
                 )
         usage = self.usage
         # Rendered once, here: the done frame and every later page view use this copy.
+        if self.log_behind:
+            await self._log_write(log, key)
         content_html = await render_html(content)
         fields = {
             "message_id": self.message_id,

@@ -23,3 +23,19 @@ async def test_receive_outlives_the_blocking_read_of_channels_redis():
     finally:
         receiving.cancel()
         await layer.group_discard("idle-test", channel)
+
+
+async def test_more_commands_at_once_than_the_pool_has_connections_wait_their_turn():
+    """redis-py's plain pool raised "Too many connections" past 100 commands in flight: a few
+    hundred sockets joining their groups at once lost their subscribe frames."""
+    layer = get_channel_layer()
+    channels = [await layer.new_channel() for _ in range(300)]
+    try:
+        await asyncio.gather(*(layer.group_add("crowd-test", channel) for channel in channels))
+        await layer.group_send("crowd-test", {"type": "ping"})
+        received = await asyncio.wait_for(
+            asyncio.gather(*(layer.receive(channel) for channel in channels)), 30
+        )
+        assert received == [{"type": "ping"}] * len(channels)
+    finally:
+        await asyncio.gather(*(layer.group_discard("crowd-test", c) for c in channels))

@@ -80,16 +80,20 @@ def test_postgres_url_uses_psycopg_pool_without_persistent_connections():
 
 
 def test_channel_layer_is_in_memory_without_redis_url():
-    assert parsed()["layer"]["BACKEND"] == "chatsite.layers.InMemoryChannelLayer"
+    assert parsed()["layer"]["BACKEND"] == "chatsite.channel_layer.InMemoryChannelLayer"
 
 
 def test_redis_url_selects_channels_redis():
-    layer = parsed(REDIS_URL="redis://cache.internal:6380/2")["layer"]
-    assert layer["BACKEND"] == "channels_redis.core.RedisChannelLayer"
+    layer = parsed(REDIS_URL="redis://cache.internal:6380/2", CHAT_REDIS_CHANNEL_CONNECTIONS="7")[
+        "layer"
+    ]
+    # channels-redis, with a pool that waits when all its connections are busy.
+    assert layer["BACKEND"] == "chatsite.channel_layer.RedisChannelLayer"
     [host] = layer["CONFIG"]["hosts"]
     assert host["address"] == "redis://cache.internal:6380/2"
     # Longer than channels-redis's 5 s blocking read (see test_channel_layer).
     assert host["socket_timeout"] > 5
+    assert host["max_connections"] == 7
 
 
 def test_lists_and_scalars_are_parsed():

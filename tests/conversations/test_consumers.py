@@ -501,21 +501,22 @@ async def test_follower_that_finds_frames_trimmed_resumes_from_a_snapshot(clean_
         def __init__(self) -> None:
             self.sent: list[dict] = []
             self.done_sent = {}
-            self.sent_something = asyncio.Event()
+            self.resynchronised = asyncio.Event()
 
         async def send_json(self, content, close=False) -> None:
             self.sent.append(content)
-            self.sent_something.set()
+            if content["type"] == "message.snapshot":
+                self.resynchronised.set()
 
     socket = Recorder()
     relay = asyncio.create_task(
         socket.relay(message_id, conversation_id, from_snapshot=False, row=None)
     )
-    # The answer goes on once the follower has found the hole and shown a snapshot (were it to
-    # end first, the snapshot would already be the end).
-    await asyncio.wait_for(socket.sent_something.wait(), 10)
     for seq in range(401, 404):
         await log.append(key, seq=seq, delta=f"d{seq} ", text_so_far=str)
+    # The answer ends only once the follower has resynchronised (an answer that has ended gets
+    # its done frame instead of a snapshot).
+    await asyncio.wait_for(socket.resynchronised.wait(), 10)
     await log.finish(key, seq=403, done={"type": "message.done", "message": str(message_id)})
     await asyncio.wait_for(relay, 10)
     await log.discard(key)

@@ -2,7 +2,9 @@
 shutdown, titles."""
 
 import asyncio
+import itertools
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -366,3 +368,35 @@ async def test_finished_answer_keeps_its_rendering_for_the_pages(
     assert message_html(saved) == "<p>the saved copy</p>"
     saved.content_html_version = RENDER_VERSION - 1
     assert "<strong>bold</strong>" in message_html(saved)
+
+
+async def test_frames_leave_at_once_after_a_pause_and_at_most_once_per_interval(
+    clean_engine, ada, chat_config, fake_upstream, settings, monkeypatch
+):
+    """Coalescing: the first token goes out alone, at once (leading edge); then, at full speed,
+    frames leave no closer together than the interval, each carrying what arrived meanwhile."""
+    settings.CHAT_FRAME_INTERVAL_MS = 50
+    log_class = type(event_log())
+    original = log_class.append
+    appended: list[tuple[float, str]] = []
+
+    async def timed(self, key, *, seq, delta):
+        appended.append((time.monotonic(), delta))
+        await original(self, key, seq=seq, delta=delta)
+
+    monkeypatch.setattr(log_class, "append", timed)
+    reply = " ".join(f"t{i}" for i in range(300))
+    fake_upstream.behave(reply=reply, chunk_delay=0.002)
+    exchange = await run_answer(ada)
+
+    assert "".join(delta for _, delta in appended) == reply
+    assert appended[0][1] == "t0 "
+    # The last frame leaves as soon as the answer ends, with its done frame right behind it.
+    times = [moment for moment, _ in appended[:-1]]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert len(gaps) >= 5
+    # A frame's time is taken just before it is written, so consecutive writes may sit a
+    # fraction of a millisecond closer than the interval; never a whole millisecond.
+    assert min(gaps) > 0.050 - 0.001, gaps
+    saved = await row(exchange.assistant_message.id)
+    assert saved.content == reply

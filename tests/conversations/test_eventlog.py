@@ -1,0 +1,167 @@
+"""Event logs under load and under failure, as the sockets see them: every answer arrives whole,
+seq without gaps, or (after a write that could not be made) as a snapshot, never with a hole."""
+
+import asyncio
+import json
+import uuid
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+
+from chatsite.asgi import application
+from conversations import generation
+from conversations.eventlog import event_log
+from conversations.models import Conversation
+from tests.conversations.conftest import FRAME_TIMEOUT, ORIGIN
+from tests.live_server import session_cookie
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+REPLY = " ".join(f"token{i}" for i in range(30))
+
+
+async def open_sockets(cookie: str, count: int) -> list[WebsocketCommunicator]:
+    sockets = []
+    for _ in range(count):
+        socket = WebsocketCommunicator(
+            application, "/ws/chat/", headers=[ORIGIN, (b"cookie", cookie.encode())]
+        )
+        connected, code = await socket.connect(timeout=FRAME_TIMEOUT)
+        assert connected, f"socket refused with {code}"
+        sockets.append(socket)
+    return sockets
+
+
+async def receive(socket: WebsocketCommunicator) -> dict:
+    return json.loads(await socket.receive_from(FRAME_TIMEOUT))
+
+
+async def frames_until_done(socket: WebsocketCommunicator) -> list[dict]:
+    """Every frame about the conversation's answer, from its message.created to its done."""
+    seen = []
+    while not seen or seen[-1]["type"] != "message.done":
+        frame = await receive(socket)
+        if frame["type"] in ("message.delta", "message.snapshot", "message.done"):
+            seen.append(frame)
+    return seen
+
+
+def assert_whole(frames: list[dict], reply: str) -> None:
+    *deltas, done = frames
+    assert [frame["type"] for frame in deltas] == ["message.delta"] * len(deltas)
+    assert [frame["seq"] for frame in deltas] == list(range(1, len(deltas) + 1))
+    assert "".join(frame["delta"] for frame in deltas) == reply
+    assert (done["status"], done["content"]) == ("complete", reply)
+
+
+@pytest.mark.redis
+async def test_500_sockets_on_one_process_get_every_answer_whole_through_a_small_pool(
+    clean_engine, view_thread_connections, ada, chat_config, fake_upstream, settings
+):
+    """One Redis connection per following socket ran the pool dry past ~100 sockets: followers
+    failed, appends waited and were given up, answers arrived with holes."""
+    settings.CHAT_REDIS_WRITE_CONNECTIONS = 20
+    settings.CHAT_REDIS_READ_CONNECTIONS = 20
+    settings.CHAT_MAX_CONCURRENT_GENERATIONS = 1000
+    answers, watchers = 50, 10
+    # Long enough (3 s) for every answer to be running, and every socket following, at once.
+    fake_upstream.behave(reply=REPLY, chunk_delay=0.1)
+    conversations = await database_sync_to_async(
+        lambda: [Conversation.objects.create(owner=ada) for _ in range(answers)]
+    )()
+    cookie = await database_sync_to_async(session_cookie)(ada)
+    sockets = await open_sockets(cookie, answers * watchers)
+    try:
+        groups = [sockets[i * watchers : (i + 1) * watchers] for i in range(answers)]
+        for conversation, group in zip(conversations, groups, strict=True):
+            for socket in group:
+                await socket.send_json_to(
+                    {"type": "chat.subscribe", "conversation": str(conversation.id)}
+                )
+        for socket in sockets:
+            assert (await receive(socket))["type"] == "conversation.idle"
+        for conversation, group in zip(conversations, groups, strict=True):
+            await group[0].send_json_to(
+                {"type": "chat.send", "conversation": str(conversation.id), "content": "Go"}
+            )
+        received = await asyncio.gather(*(frames_until_done(socket) for socket in sockets))
+    finally:
+        for socket in sockets:
+            await socket.disconnect()
+    for frames in received:
+        assert_whole(frames, REPLY)
+    assert len({frames[-1]["message"] for frames in received}) == answers
+
+
+async def test_append_that_fails_even_when_retried_reaches_followers_as_a_snapshot(
+    open_socket, view_thread_connections, ada, chat_config, fake_upstream, monkeypatch
+):
+    """Before, the frame was dropped: followers saw seq jump (or, with the in-process log, the
+    next frame under the lost one's seq) and the log's text lacked it."""
+    log_class = type(event_log())
+    original = log_class.append
+
+    async def lost_at_seq_2(self, key, *, seq, delta):
+        if seq == 2:
+            raise ConnectionError("event log unreachable")
+        await original(self, key, seq=seq, delta=delta)
+
+    monkeypatch.setattr(log_class, "append", lost_at_seq_2)
+    monkeypatch.setattr(generation, "LOG_ATTEMPTS", 2)
+    fake_upstream.behave(reply=REPLY, chunk_delay=0.05)
+    socket = await open_socket(ada)
+    await socket.send("chat.send", conversation=None, parent=None, content="Go")
+    frames = await socket.receive_until("message.done")
+    stream = [frame for frame in frames if frame["type"] in ("message.delta", "message.snapshot")]
+    first, snapshot, *deltas = stream
+    assert (first["type"], first["seq"]) == ("message.delta", 1)
+    # The lost frame's text arrives inside the next one, a snapshot; live deltas continue.
+    assert (snapshot["type"], snapshot["seq"]) == ("message.snapshot", 3)
+    assert [frame["seq"] for frame in deltas] == list(range(4, 4 + len(deltas)))
+    text = ""
+    for frame in stream:
+        text = frame["content"] if frame["type"] == "message.snapshot" else text + frame["delta"]
+    assert text == REPLY == frames[-1]["content"]
+    # A socket that catches up from a snapshot of the log gets the whole text too.
+    late = await event_log().snapshot(generation.log_key(uuid.UUID(frames[-1]["message"])))
+    assert late.content == REPLY
+
+
+async def test_appends_written_together_fail_together_when_redis_is_unreachable():
+    """Each waiting generation gets the error (and retries on its own); none waits forever."""
+    import redis
+
+    from conversations.eventlog import RedisEventLog
+    from tests.live_server import free_port
+
+    log = RedisEventLog(f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                *(log.append(f"answer-{i}", seq=1, delta="x", text_so_far=str) for i in range(5)),
+                return_exceptions=True,
+            ),
+            FRAME_TIMEOUT,
+        )
+    finally:
+        await log.close()
+    assert all(isinstance(result, redis.ConnectionError) for result in results), results
+
+
+@pytest.mark.redis
+async def test_appends_of_many_answers_at_once_each_land_in_their_own_log(clean_engine):
+    log = event_log()
+    keys = [uuid.uuid4().hex for _ in range(50)]
+    for key in keys:
+        await log.open(key)
+    for seq in (1, 2):
+        await asyncio.gather(
+            *(log.append(key, seq=seq, delta=f"{key[:4]}-{seq} ", text_so_far=str) for key in keys)
+        )
+    snapshots = [await log.snapshot(key) for key in keys]
+    for key in keys:
+        await log.discard(key)
+    assert [(s.content, s.seq) for s in snapshots] == [
+        (f"{key[:4]}-1 {key[:4]}-2 ", 2) for key in keys
+    ]
