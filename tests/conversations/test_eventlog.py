@@ -102,10 +102,10 @@ async def test_append_that_fails_even_when_retried_reaches_followers_as_a_snapsh
     log_class = type(event_log())
     original = log_class.append
 
-    async def lost_at_seq_2(self, key, *, seq, delta):
+    async def lost_at_seq_2(self, key, *, seq, delta, text_so_far):
         if seq == 2:
             raise ConnectionError("event log unreachable")
-        await original(self, key, seq=seq, delta=delta)
+        await original(self, key, seq=seq, delta=delta, text_so_far=text_so_far)
 
     monkeypatch.setattr(log_class, "append", lost_at_seq_2)
     monkeypatch.setattr(generation, "LOG_ATTEMPTS", 2)

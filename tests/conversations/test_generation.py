@@ -278,10 +278,10 @@ async def test_failing_event_log_writes_do_not_end_the_answer(
     log_class = type(event_log())  # in-process, or Redis in services mode
     original = log_class.append
 
-    async def flaky(self, generation, *, seq, delta):
+    async def flaky(self, generation, *, seq, delta, text_so_far):
         if seq == 2:
             raise ConnectionError("event log unreachable")
-        await original(self, generation, seq=seq, delta=delta)
+        await original(self, generation, seq=seq, delta=delta, text_so_far=text_so_far)
 
     monkeypatch.setattr(log_class, "append", flaky)
     monkeypatch.setattr(generation, "LOG_ATTEMPTS", 2)
@@ -380,9 +380,9 @@ async def test_frames_leave_at_once_after_a_pause_and_at_most_once_per_interval(
     original = log_class.append
     appended: list[tuple[float, str]] = []
 
-    async def timed(self, key, *, seq, delta):
+    async def timed(self, key, *, seq, delta, text_so_far):
         appended.append((time.monotonic(), delta))
-        await original(self, key, seq=seq, delta=delta)
+        await original(self, key, seq=seq, delta=delta, text_so_far=text_so_far)
 
     monkeypatch.setattr(log_class, "append", timed)
     reply = " ".join(f"t{i}" for i in range(300))
