@@ -32,6 +32,8 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from django.conf import settings
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +49,17 @@ READ_COUNT = 500
 READ_ATTEMPTS = 5
 # How long a command waits for a free connection of its pool before failing.
 POOL_WAIT_SECONDS = 10
+# How long past BLOCK_MS one XREAD may take before the reader treats Redis as hung.
+READ_GRACE_SECONDS = 5
+
+
+def _retry() -> Retry:
+    """One immediate retry on a broken connection (a pooled one that Redis closed), no more.
+
+    redis-py's default retries ten times with growing pauses; under a hung Redis each try waits
+    out the socket timeout, so one append could hold an answer for minutes. Our callers retry
+    on their own terms (generation._best_effort, the reader's READ_ATTEMPTS)."""
+    return Retry(NoBackoff(), 1)
 
 
 @dataclass(frozen=True)
@@ -227,6 +240,7 @@ class StreamReader:
             decode_responses=True,
             socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
             single_connection_client=True,
+            retry=_retry(),
         )
         self.writer = writer
         self.checker = checker
@@ -289,7 +303,8 @@ class StreamReader:
             streams = self._streams_to_read()
             self.blocked, self.wake_sent = True, False
             try:
-                answer = await self.connection.xread(streams, count=READ_COUNT, block=BLOCK_MS)
+                async with asyncio.timeout(BLOCK_MS / 1000 + READ_GRACE_SECONDS):
+                    answer = await self.connection.xread(streams, count=READ_COUNT, block=BLOCK_MS)
                 # Inside the try: a bug in handing over entries must not end this task, which
                 # would leave every follower of the process waiting forever.
                 self._deliver(answer, streams)
@@ -391,6 +406,7 @@ def _pool(url: str, size: int) -> aioredis.Redis:
         timeout=POOL_WAIT_SECONDS,
         decode_responses=True,
         socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
+        retry=_retry(),
     )
     return aioredis.Redis(connection_pool=pool)
 
@@ -437,22 +453,34 @@ class AppendBatcher:
             self.writing = False
 
     async def _write_batch(self, batch: list) -> list[int]:
-        """Write the batch; for each append, whether its stream existed before it."""
+        """Write the batch; for each append, whether its stream was there (see _APPEND)."""
         maxlen = settings.CHAT_STREAM_MAXLEN
         async with self.redis.pipeline(transaction=True) as pipe:
             for events, text, seq, delta, _ in batch:
-                # Checked inside the same MULTI: a stream that is gone means Redis lost the log,
-                # and the text key would now hold only the deltas since (see RedisEventLog.append).
-                pipe.exists(events)
-                pipe.append(text, delta)
-                pipe.xadd(
-                    events,
-                    {"kind": "delta", "seq": seq, "delta": delta},
-                    maxlen=maxlen,
-                    approximate=True,
-                )
-            results = await pipe.execute()
-        return results[::3]
+                pipe.eval(_APPEND, 2, events, text, delta, seq, maxlen)
+            return await pipe.execute()
+
+
+# One delta into an answer's log, atomically (a script runs alone on the server). KEYS: the
+# stream, the text key; ARGV: delta, seq, maxlen. Returns 0, writing nothing, when the stream is
+# gone (Redis lost it: the text key would then hold only the deltas since, so the caller starts
+# the log again from the whole text), else 1. A seq the stream already holds is not written
+# again, so an append retried after its reply was lost never doubles the text. Sent with EVAL
+# rather than EVALSHA: inside a MULTI, a script that is not loaded cannot be loaded on the spot.
+_APPEND = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+if last then
+  local fields = last[2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'seq' and tonumber(fields[i + 1]) >= tonumber(ARGV[2]) then return 1 end
+  end
+end
+redis.call('APPEND', KEYS[2], ARGV[1])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'kind', 'delta', 'seq', ARGV[2],
+           'delta', ARGV[1])
+return 1
+"""
 
 
 class RedisEventLog:

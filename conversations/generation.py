@@ -68,6 +68,8 @@ _SHUTDOWN = object()
 # Event-log writes are retried this often before a frame is given up on (the text is still
 # kept and saved; readers of the log resynchronise from a snapshot).
 LOG_ATTEMPTS = 3
+# How long one event-log or channel-layer call may take before it counts as failed.
+LOG_CALL_SECONDS = 5.0
 
 
 async def render_html(content: str) -> str:
@@ -81,16 +83,24 @@ async def render_html(content: str) -> str:
 
 
 async def _best_effort(
-    what: str, call, *, attempts: int | None = None, pause: float = 0.05
+    what: str,
+    call,
+    *,
+    attempts: int | None = None,
+    pause: float = 0.05,
+    per_attempt: float | None = LOG_CALL_SECONDS,
 ) -> bool:
     """Run an awaitable factory a few times; False (and a warning) when it keeps failing.
 
     The event log and the channel layer are how sockets hear about an answer; a Redis blip must
-    not end the answer itself, whose text is kept in memory and saved to the database."""
+    not end the answer itself, whose text is kept in memory and saved to the database. Each
+    attempt has `per_attempt` seconds: a Redis that hangs instead of refusing must not hold the
+    answer (and its stop, and its shutdown) for the length of a socket timeout."""
     attempts = attempts or LOG_ATTEMPTS
     for attempt in range(1, attempts + 1):
         try:
-            await call()
+            async with asyncio.timeout(per_attempt):
+                await call()
             return True
         except asyncio.CancelledError:
             raise
@@ -319,8 +329,6 @@ class Generation:
                 )
         usage = self.usage
         # Rendered once, here: the done frame and every later page view use this copy.
-        if self.log_behind:
-            await self._log_write(log, key)
         content_html = await render_html(content)
         fields = {
             "message_id": self.message_id,
@@ -339,7 +347,12 @@ class Generation:
             lambda: db_call(services.message_finish, writes=True)(**fields),
             attempts=FINISH_ATTEMPTS,
             pause=0.2,
+            # A save cut short would go on in its thread while the next attempt starts.
+            per_attempt=None,
         )
+        # After the save: the text is safe in the database before the log is caught up.
+        if self.log_behind:
+            await self._log_write(log, key)
         done = frames.message_done(
             message_id=self.message_id,
             conversation_id=self.conversation_id,

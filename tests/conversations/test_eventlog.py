@@ -165,3 +165,40 @@ async def test_appends_of_many_answers_at_once_each_land_in_their_own_log(clean_
     assert [(s.content, s.seq) for s in snapshots] == [
         (f"{key[:4]}-1 {key[:4]}-2 ", 2) for key in keys
     ]
+
+
+@pytest.mark.redis
+async def test_an_append_repeated_after_its_reply_was_lost_does_not_double_the_text(
+    clean_engine,
+):
+    """A retried append (its MULTI ran, its reply did not arrive) must leave the snapshot text
+    as it was: the log holds that seq already."""
+    log = event_log()
+    key = uuid.uuid4().hex
+    await log.open(key)
+    try:
+        for _ in range(2):
+            await log.append(key, seq=1, delta="once ", text_so_far=lambda: "once ")
+        await log.append(key, seq=2, delta="twice", text_so_far=lambda: "once twice")
+        snapshot = await log.snapshot(key)
+    finally:
+        await log.discard(key)
+    assert (snapshot.content, snapshot.seq) == ("once twice", 2)
+
+
+@pytest.mark.redis
+async def test_an_append_to_a_log_that_redis_lost_starts_it_again_from_the_whole_text(
+    clean_engine,
+):
+    log = event_log()
+    key = uuid.uuid4().hex
+    await log.open(key)
+    try:
+        await log.append(key, seq=1, delta="before ", text_so_far=lambda: "before ")
+        # What a Redis restart without its data does to this answer's keys.
+        await log.redis.delete(*log._keys(key))
+        await log.append(key, seq=2, delta="after", text_so_far=lambda: "before after")
+        snapshot = await log.snapshot(key)
+    finally:
+        await log.discard(key)
+    assert (snapshot.content, snapshot.seq) == ("before after", 2)
