@@ -53,6 +53,8 @@ class LimitedHTTPChannel(http.HTTPChannel):
     head_timeout: float = 30.0
     refused = False
     _head_timer = None
+    # Whether any byte of the awaited request head has arrived.
+    _head_begun = False
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -60,7 +62,13 @@ class LimitedHTTPChannel(http.HTTPChannel):
 
     def _start_head_timer(self) -> None:
         self._cancel_head_timer()
+        self._head_begun = False
         self._head_timer = self.callLater(self.head_timeout, self._head_timed_out)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._head_timer is not None:
+            self._head_begun = True
+        super().dataReceived(data)
 
     def _cancel_head_timer(self) -> None:
         if self._head_timer is not None and self._head_timer.active():
@@ -69,6 +77,13 @@ class LimitedHTTPChannel(http.HTTPChannel):
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
+        if not self._head_begun:
+            # An idle connection (a keep-alive between requests, or one never used): closed
+            # quietly. A 408 here would reach a client that is just sending its next request
+            # on it as the answer to that request.
+            self.refused = True
+            self.loseConnection()
+            return
         self.refuse(408, b"Request Timeout", b"The request took too long to arrive.\n")
 
     def allHeadersReceived(self) -> None:

@@ -94,6 +94,19 @@ def test_keep_alive_requests_still_work(server):
             assert status_of(answer) == b"HTTP/1.1 200 OK"
 
 
+def test_an_idle_keep_alive_connection_is_closed_without_an_unasked_answer(server):
+    """A 408 on a connection that is between requests would reach a client sending its next
+    request at that moment as the answer to it."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with open_connection(server) as sock:
+        sock.sendall(request)
+        answer = b""
+        while b'"status": "ok"' not in answer:
+            answer += sock.recv(65536)
+        # Then nothing: the server closes the idle connection, saying nothing more.
+        assert read_until_closed(sock) == b""
+
+
 def test_a_quiet_chat_socket_outlives_the_http_timeouts(server, django_user_model):
     cookie = session_cookie(django_user_model.objects.create_user(username="ada"))
 
