@@ -278,14 +278,14 @@ class Worker:
                 break
             *lines, pending = (pending + data).split(b"\n")
             try:
-                events = [json.loads(line) for line in lines]
-            except ValueError:
-                # Not the protocol: nothing it says can be trusted any more.
+                for line in lines:
+                    self._dispatch(json.loads(line))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                # Not the protocol: nothing it says can be trusted any more. Caught here, because
+                # this thread is also the watchdog and the one that reports the worker's end:
+                # were it to die, the local model would stay taken until the server restarts.
                 logger.error("LlamaCpp: the worker (pid %s) wrote garbage; killing it", self.pid)
                 self.process.kill()
-                continue
-            for event in events:
-                self._dispatch(event)
         self._died(self.process.wait())
 
     def _dispatch(self, event: dict[str, Any]) -> None:
