@@ -1,13 +1,14 @@
 """`make bench`: run every scenario, each in a process of its own, then assemble
 docs/benchmarks.md from the sections they wrote.
 
-A scenario is a module of this package that defines `main()` and writes
-`docs/benchmarks/<name>.md`; `python -m bench.<name>` runs one alone. `python -m bench --only
+A scenario is a module of this package listed in SCENARIOS that defines `main()` and writes
+`docs/benchmarks/<name>.md`; `python -m bench.<name>` runs one alone. Other modules here
+(`soak`, `big_posts`, `import_contention`) are measurements of their own, run by hand or by
+`make soak`. `python -m bench --only
 single,stop` runs some; `--only none` only assembles the page again.
 """
 
 import argparse
-import ast
 import os
 import platform
 import subprocess
@@ -18,20 +19,12 @@ from pathlib import Path
 from bench.harness import DOCS, ROOT
 
 HERE = Path(__file__).resolve().parent
-# Sections in this order; scenarios not listed follow, by name.
-ORDER = ["single", "concurrency", "stop", "starts", "search"]
+# The scenarios, in the page's order.
+SCENARIOS = ["single", "concurrency", "stop", "starts", "search"]
 
 
 def scenarios() -> list[str]:
-    """Modules that define a top-level main(), found without importing them."""
-    names = []
-    for path in HERE.glob("*.py"):
-        tree = ast.parse(path.read_text())
-        if path.stem != "__main__" and any(
-            isinstance(node, ast.FunctionDef) and node.name == "main" for node in tree.body
-        ):
-            names.append(path.stem)
-    return sorted(names, key=lambda name: (ORDER.index(name) if name in ORDER else 99, name))
+    return list(SCENARIOS)
 
 
 def machine() -> str:

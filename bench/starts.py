@@ -30,7 +30,6 @@ from bench.search import postgres_admin, scratch_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks" / "starts.md"
-ORIGIN = "http://127.0.0.1"
 # How long one round may take before the client gives up on the sockets still waiting.
 ROUND_TIMEOUT = 120.0
 # Sockets opened at once while setting up a round (each one signs in: a session lookup).
@@ -205,7 +204,8 @@ async def _open(port: int, cookie: str):
 
     return await websockets.connect(
         f"ws://127.0.0.1:{port}/ws/chat/",
-        origin=ORIGIN,
+        # The site accepts its own origin only: scheme, host and the port it serves on.
+        origin=f"http://127.0.0.1:{port}",
         additional_headers={"Cookie": cookie},
         max_size=None,
         open_timeout=60,
