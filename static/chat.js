@@ -748,6 +748,56 @@
       : "";
   }
 
+  // Math: the server leaves TeX as text in .math-inline / .math-display; KaTeX (vendored under
+  // static/vendor/katex) typesets it, loaded only once a page shows math. katex.render builds
+  // DOM nodes and sets their styles through the CSSOM, which the CSP allows (it forbids style
+  // attributes in markup, which is why renderToString is not used). On bad TeX the source stays.
+  let katexLoaded = null;
+
+  function loadKatex() {
+    if (!katexLoaded) {
+      const css = document.createElement("link");
+      css.rel = "stylesheet";
+      css.href = app.dataset.katexCss;
+      document.head.append(css);
+      katexLoaded = new Promise((resolve, reject) => {
+        const script = document.createElement("script");
+        script.src = app.dataset.katexJs;
+        script.onload = () => resolve(window.katex);
+        script.onerror = reject;
+        document.head.append(script);
+      });
+    }
+    return katexLoaded;
+  }
+
+  function typesetMath(scope) {
+    const pending = $$(".math-inline:not([data-typeset]), .math-display:not([data-typeset])", scope);
+    if (!pending.length) return;
+    loadKatex().then(
+      (katex) => pending.forEach((element) => typesetOne(katex, element)),
+      () => {} // not loaded: the TeX stays readable as text
+    );
+  }
+
+  function typesetOne(katex, element) {
+    if (!element.isConnected || element.dataset.typeset) return;
+    element.dataset.typeset = "1";
+    const displayMode = element.classList.contains("math-display");
+    const tex = element.textContent;
+    try {
+      katex.render(tex, element, { displayMode, throwOnError: true });
+    } catch (error) {
+      element.textContent = tex; // KaTeX may have emptied it before failing
+      element.classList.add("math-error");
+    }
+  }
+
+  function enhanceAnswers(scope) {
+    addCodeCopyButtons(scope);
+    typesetMath(scope);
+  }
+
   function addCodeCopyButtons(scope) {
     const icon = $('#tpl-assistant').content.querySelector('[data-action="copy"] svg');
     for (const pre of $$(".markdown pre", scope)) {
@@ -957,6 +1007,7 @@
         stream.rendered.replaceChildren(...parseFragment(html));
         stream.node.data = stream.text.slice(text.length);
       });
+      typesetMath(stream.rendered);
     }
     if (stream.text.length > text.length) scheduleRender(stream);
   }
@@ -1014,7 +1065,7 @@
         element.removeAttribute("aria-busy");
         setError(element, frame.status, frame.error);
         setMeta(element, frame);
-        addCodeCopyButtons(element);
+        enhanceAnswers(element);
       });
       announceEnd(element, frame);
     }
@@ -1073,7 +1124,7 @@
     try {
       const nodes = await fetchFragment(conversationUrl(id));
       list.replaceChildren(...nodes);
-      addCodeCopyButtons(list);
+      enhanceAnswers(list);
       observeOlder();
       scrollToBottom();
       updateComposer();
@@ -1128,7 +1179,7 @@
       const before = scroller.scrollHeight;
       const top = scroller.scrollTop;
       link.closest("li").replaceWith(...nodes);
-      addCodeCopyButtons(list);
+      enhanceAnswers(list);
       scroller.scrollTop = top + (scroller.scrollHeight - before);
       observeOlder();
     } catch (error) {
@@ -1358,7 +1409,7 @@
 
   // --- Start ---
 
-  addCodeCopyButtons(list);
+  enhanceAnswers(list);
   for (const element of $$('.message[data-status="streaming"]', list)) {
     // Rendered mid-stream: the text so far comes with the snapshot after subscribing.
     chatState.streaming.set(element.dataset.id, { seq: Infinity, node: null });
