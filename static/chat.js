@@ -1,5 +1,6 @@
-/* The chat's one script: the live stream over /ws/chat/ (see docs/protocol.md) and the
- * conveniences on top of pages that work without it.
+/* The chat's script, an ES module: the live stream over /ws/chat/ (see docs/protocol.md) and the
+ * conveniences on top of pages that work without it. The rules of the stream and the outbox
+ * live in js/stream_state.mjs, tested without a browser.
  *
  * Safety rule: text from a model is only ever put into the page as text (textContent, text
  * nodes). The single exception is the `html` of a `message.done` frame, which the server has
@@ -13,6 +14,8 @@
  * text below it until the next one. So no Markdown parser runs here, the CSP stays as strict,
  * and the finished answer's HTML from `message.done` remains the record.
  */
+import { deltaAction, outboxMaySend, outboxNotice as outboxNoticeText, renderDelay } from "./js/stream_state.mjs";
+
 (function () {
   "use strict";
 
@@ -630,8 +633,9 @@
   }
 
   function flushOutbox() {
-    if (!chatState.outbox.length || !isOpen()) return;
-    if (chatState.sending || chatState.syncing || chatState.streaming.size) return;
+    const { outbox, sending, syncing, streaming } = chatState;
+    const waiting = outbox.length;
+    if (!outboxMaySend({ waiting, open: isOpen(), sending, syncing, streaming: streaming.size })) return;
     const item = chatState.outbox.shift();
     const frame = item.frame();
     chatState.sending = frame.request_id;
@@ -644,10 +648,7 @@
   let outboxNotice = "";
 
   function announceOutbox() {
-    const count = chatState.outbox.length;
-    const notice = count && !isOpen()
-      ? `Not connected. ${count === 1 ? "Your message" : count + " messages"} will be sent when the connection is back.`
-      : "";
+    const notice = outboxNoticeText(chatState.outbox.length, isOpen());
     // Only our own notice is replaced: an error shown meanwhile stays.
     const shown = $('[data-slot="text"]', composerError).textContent;
     if (notice) showComposerError(notice);
@@ -980,8 +981,8 @@
   }
 
   function scheduleRender(stream) {
-    if (stream.timer || stream.asking) return; // the pending or running one picks the text up
-    const wait = Math.max(0, stream.askedAt + RENDER_INTERVAL_MS - Date.now());
+    const wait = renderDelay(stream, Date.now(), RENDER_INTERVAL_MS);
+    if (wait === null) return; // the pending or running one picks the newer text up
     stream.timer = setTimeout(() => renderSoFar(stream), wait);
   }
 
@@ -1035,10 +1036,10 @@
 
   function onDelta(frame) {
     const stream = chatState.streaming.get(frame.message);
-    if (!stream || frame.seq <= stream.seq) return; // not ours yet, or already applied
-    if (frame.seq !== stream.seq + 1) {
-      // A gap: something was lost. A new snapshot brings the text back in step.
-      stream.seq = Infinity;
+    const action = deltaAction(stream, frame.seq);
+    if (action === "ignore") return;
+    if (action === "resync") {
+      stream.seq = Infinity; // nothing applies until the snapshot
       subscribe();
       return;
     }
