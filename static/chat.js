@@ -1,6 +1,6 @@
 /* The chat's script, an ES module: the live stream over /ws/chat/ (see docs/protocol.md) and the
- * conveniences on top of pages that work without it. The rules of the stream and the outbox
- * live in js/stream_state.mjs, tested without a browser.
+ * conveniences on top of pages that work without it. Its modules in js/: stream_state.mjs (the
+ * rules of the stream and the outbox, tested without a browser), http.mjs, math.mjs.
  *
  * Safety rule: text from a model is only ever put into the page as text (textContent, text
  * nodes). The single exception is the `html` of a `message.done` frame, which the server has
@@ -14,6 +14,8 @@
  * text below it until the next one. So no Markdown parser runs here, the CSP stays as strict,
  * and the finished answer's HTML from `message.done` remains the record.
  */
+import { fetchFragment, parseFragment, postForm } from "./js/http.mjs";
+import { typesetMath as typesetWithKatex } from "./js/math.mjs";
 import { deltaAction, outboxMaySend, outboxNotice as outboxNoticeText, renderDelay } from "./js/stream_state.mjs";
 
 (function () {
@@ -38,34 +40,8 @@ import { deltaAction, outboxMaySend, outboxNotice as outboxNoticeText, renderDel
 
   // --- Small utilities ---------------------------------------------------------------------------
 
-  function csrfToken() {
-    const input = $("input[name=csrfmiddlewaretoken]");
-    return input ? input.value : "";
-  }
-
   function conversationUrl(id) {
     return app.dataset.conversationUrl.replace(PLACEHOLDER, id);
-  }
-
-  function parseFragment(html) {
-    const doc = new DOMParser().parseFromString(html, "text/html");
-    return Array.from(doc.body.children).map((node) => document.importNode(node, true));
-  }
-
-  async function fetchFragment(url) {
-    const separator = url.includes("?") ? "&" : "?";
-    const response = await fetch(url + separator + "fragment=1", { credentials: "same-origin" });
-    if (!response.ok) throw new Error("HTTP " + response.status);
-    return parseFragment(await response.text());
-  }
-
-  async function postForm(url, data) {
-    return fetch(url, {
-      method: "POST",
-      body: data,
-      credentials: "same-origin",
-      headers: { "X-CSRFToken": csrfToken(), Accept: "application/json" },
-    });
   }
 
   async function copyText(text) {
@@ -749,49 +725,8 @@ import { deltaAction, outboxMaySend, outboxNotice as outboxNoticeText, renderDel
       : "";
   }
 
-  // Math: the server leaves TeX as text in .math-inline / .math-display; KaTeX (vendored under
-  // static/vendor/katex) typesets it, loaded only once a page shows math. katex.render builds
-  // DOM nodes and sets their styles through the CSSOM, which the CSP allows (it forbids style
-  // attributes in markup, which is why renderToString is not used). On bad TeX the source stays.
-  let katexLoaded = null;
-
-  function loadKatex() {
-    if (!katexLoaded) {
-      const css = document.createElement("link");
-      css.rel = "stylesheet";
-      css.href = app.dataset.katexCss;
-      document.head.append(css);
-      katexLoaded = new Promise((resolve, reject) => {
-        const script = document.createElement("script");
-        script.src = app.dataset.katexJs;
-        script.onload = () => resolve(window.katex);
-        script.onerror = reject;
-        document.head.append(script);
-      });
-    }
-    return katexLoaded;
-  }
-
   function typesetMath(scope) {
-    const pending = $$(".math-inline:not([data-typeset]), .math-display:not([data-typeset])", scope);
-    if (!pending.length) return;
-    loadKatex().then(
-      (katex) => pending.forEach((element) => typesetOne(katex, element)),
-      () => {} // not loaded: the TeX stays readable as text
-    );
-  }
-
-  function typesetOne(katex, element) {
-    if (!element.isConnected || element.dataset.typeset) return;
-    element.dataset.typeset = "1";
-    const displayMode = element.classList.contains("math-display");
-    const tex = element.textContent;
-    try {
-      katex.render(tex, element, { displayMode, throwOnError: true });
-    } catch (error) {
-      element.textContent = tex; // KaTeX may have emptied it before failing
-      element.classList.add("math-error");
-    }
+    typesetWithKatex(scope, { js: app.dataset.katexJs, css: app.dataset.katexCss });
   }
 
   function enhanceAnswers(scope) {
