@@ -87,14 +87,26 @@ def _block_math(state, start_line: int, end_line: int, silent: bool) -> bool:
     return True
 
 
+# A table or a display formula wider than the column scrolls sideways; keyboard users scroll it
+# once it can take the focus (WCAG 2.1.1; axe's scrollable-region-focusable).
+_FOCUSABLE = ' tabindex="0"'
+
+
 def _render_math_inline(self, tokens, idx, options, env) -> str:
     token = tokens[idx]
-    kind = "math-display" if token.meta.get("display") else "math-inline"
-    return f'<span class="{kind}">{html.escape(token.content)}</span>'
+    if token.meta.get("display"):
+        return f'<span class="math-display"{_FOCUSABLE}>{html.escape(token.content)}</span>'
+    return f'<span class="math-inline">{html.escape(token.content)}</span>'
 
 
 def _render_math_block(self, tokens, idx, options, env) -> str:
-    return f'<div class="math-display">{html.escape(tokens[idx].content)}</div>\n'
+    return f'<div class="math-display"{_FOCUSABLE}>{html.escape(tokens[idx].content)}</div>\n'
+
+
+def _focusable_tables(state) -> None:
+    for token in state.tokens:
+        if token.type == "table_open":
+            token.attrs["tabindex"] = "0"
 
 
 def _task_lists(state) -> None:
@@ -151,4 +163,5 @@ def use_chat_rules(parser) -> None:
     parser.add_render_rule("math_inline", _render_math_inline)
     parser.add_render_rule("math_block", _render_math_block)
     parser.core.ruler.push("task_lists", _task_lists)
+    parser.core.ruler.push("focusable_tables", _focusable_tables)
     parser.core.ruler.push("bare_urls", _linkify)

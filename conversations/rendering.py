@@ -28,6 +28,10 @@ ALLOWED_ATTRIBUTES = {
     "a": {"href", "title"},
     "ol": {"start"},
     "pre": {"data-lang"},
+    # Only ever "0", set by markdown_rules (raw HTML is off): scrolling regions take the focus.
+    "table": {"tabindex"},
+    "div": {"tabindex"},
+    "span": {"tabindex"},
 }
 ALLOWED_URL_SCHEMES = {"http", "https", "mailto"}
 _ALIGN_CLASSES = {"align-left", "align-center", "align-right"}

@@ -11,10 +11,13 @@ from conversations.rendering import render_markdown
     [
         ("$E=mc^2$", '<span class="math-inline">E=mc^2</span>'),
         ("\\(a^2+b^2=c^2\\)", '<span class="math-inline">a^2+b^2=c^2</span>'),
-        ("see \\[x_1\\] here", '<span class="math-display">x_1</span>'),
-        ("$$\\int_0^1 x\\,dx$$", '<div class="math-display">\\int_0^1 x\\,dx</div>'),
-        ("$$\na_1 * b_2 * c\n\n- d\n$$", '<div class="math-display">a_1 * b_2 * c\n\n- d</div>'),
-        ("\\[\n\\frac{1}{2}\n\\]", '<div class="math-display">\\frac{1}{2}</div>'),
+        ("see \\[x_1\\] here", '<span class="math-display" tabindex="0">x_1</span>'),
+        ("$$\\int_0^1 x\\,dx$$", '<div class="math-display" tabindex="0">\\int_0^1 x\\,dx</div>'),
+        (
+            "$$\na_1 * b_2 * c\n\n- d\n$$",
+            '<div class="math-display" tabindex="0">a_1 * b_2 * c\n\n- d</div>',
+        ),
+        ("\\[\n\\frac{1}{2}\n\\]", '<div class="math-display" tabindex="0">\\frac{1}{2}</div>'),
     ],
 )
 def test_math_keeps_its_tex_source_untouched_by_markdown(source, expected):
@@ -53,3 +56,10 @@ def test_bare_urls_become_links_but_not_in_code_or_links_or_attributes():
 
 def test_bare_javascript_urls_stay_text():
     assert "<a " not in render_markdown("javascript:alert(1) and data:text/html,x")
+
+
+def test_tables_and_display_math_take_the_focus_so_keyboards_can_scroll_them():
+    html = render_markdown("| a |\n|---|\n| b |\n\n$$x$$\n\n$y$")
+    assert '<table tabindex="0">' in html
+    assert '<div class="math-display" tabindex="0">x</div>' in html
+    assert '<span class="math-inline">y</span>' in html
