@@ -368,6 +368,14 @@ def test_render_preview_returns_the_same_sanitised_html_as_a_finished_answer(sig
     assert "<strong>bold</strong>" in html and "<script" not in html and "href=" not in html
 
 
+def test_render_preview_reads_only_the_session_and_user_and_writes_nothing(signed_in):
+    signed_in.get("/")  # the session exists and needs no update afterwards
+    with CaptureQueriesContext(connection) as queries:
+        response = signed_in.post("/render/", {"content": "# Title\n\n" + "word " * 4000})
+    assert response.status_code == 200 and response.json()["html"].startswith("<h1>Title</h1>")
+    assert [query["sql"].split()[0] for query in queries] == ["SELECT", "SELECT"]
+
+
 def test_render_preview_needs_a_signed_in_post(signed_in):
     assert signed_in.get("/render/").status_code == 405
     response = Client().post("/render/", {"content": "**x**"})
