@@ -89,8 +89,13 @@ lint: install-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: install-dev .env browser lint
+test: install-dev .env browser lint jstest
 	$(VENV)/bin/pytest
+
+# The chat script's pure modules (static/js), with Node's built-in test runner: no npm packages.
+.PHONY: jstest
+jstest:
+	node --test tests/js/
 
 # Benchmarks (about 10 minutes; not part of `make test`): writes docs/benchmarks.md. With
 # DATABASE_URL and REDIS_URL set, services mode is measured too; see docs/benchmarks.md.

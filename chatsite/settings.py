@@ -246,7 +246,7 @@ STORAGES = {
     # `collectstatic` (run by `manage.py prepare`, hence `make run`) writes each file under a
     # name with its content's hash, plus a gzip copy; WhiteNoise serves those with a year of
     # caching and the compressed copy to browsers that accept it.
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    "staticfiles": {"BACKEND": "chatsite.storage.StaticFilesStorage"},
 }
 # With DEBUG the pages name the unhashed files: served fresh from the source folders.
 WHITENOISE_USE_FINDERS = True

@@ -17,21 +17,30 @@ from pygments.lexers import get_lexer_by_name
 from pygments.token import STANDARD_TYPES
 from pygments.util import ClassNotFound
 
+from conversations.markdown_rules import use_chat_rules
+
 ALLOWED_TAGS = {
-    "a", "blockquote", "br", "code", "del", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "li",
-    "ol", "p", "pre", "s", "span", "strong", "table", "tbody", "td", "th", "thead", "tr", "ul",
+    "a", "blockquote", "br", "code", "del", "div", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr",
+    "li", "ol", "p", "pre", "s", "span", "strong", "table", "tbody", "td", "th", "thead", "tr",
+    "ul",
 }  # fmt: skip
 ALLOWED_ATTRIBUTES = {
     "a": {"href", "title"},
     "ol": {"start"},
     "pre": {"data-lang"},
+    # Only ever "0", set by markdown_rules (raw HTML is off): scrolling regions take the focus.
+    "table": {"tabindex"},
+    "div": {"tabindex"},
+    "span": {"tabindex"},
 }
 ALLOWED_URL_SCHEMES = {"http", "https", "mailto"}
 _ALIGN_CLASSES = {"align-left", "align-center", "align-right"}
 # Classes are allowed per tag here, not in ALLOWED_ATTRIBUTES (nh3 wants one or the other).
 ALLOWED_CLASSES = {
     # Pygments' short token classes ("k", "nf", "s2", ...): the only classes code spans carry.
-    "span": {cls for cls in STANDARD_TYPES.values() if cls},
+    "span": {cls for cls in STANDARD_TYPES.values() if cls} | {"math-inline", "math-display"},
+    "div": {"math-display"},
+    "li": {"task"},
     "th": _ALIGN_CLASSES,
     "td": _ALIGN_CLASSES,
 }
@@ -91,8 +100,10 @@ def _table_alignment_to_classes(state) -> None:
 
 @lru_cache(maxsize=1)
 def _parser() -> MarkdownIt:
-    # "js-default": CommonMark plus tables and strikethrough, raw HTML off, no linkify.
+    # "js-default": CommonMark plus tables and strikethrough, raw HTML off; math, task lists and
+    # bare URLs from markdown_rules.
     parser = MarkdownIt("js-default")
+    use_chat_rules(parser)
     parser.add_render_rule("fence", _fence)
     parser.add_render_rule("code_block", _fence)
     parser.add_render_rule("image", _image)
@@ -142,7 +153,7 @@ def render_markdown(text: str) -> str:
 
 # Bump when the rendering changes (allowed tags, highlighting, ...): HTML stored with an older
 # version is rendered again instead of being shown.
-RENDER_VERSION = 1
+RENDER_VERSION = 2
 
 
 def _stored_html(message) -> str | None:

@@ -6,6 +6,7 @@ urlpatterns = [
     path("", views.chat_new, name="chat"),
     path("send/", views.conversation_send, name="chat_send"),
     path("conversations/", views.conversation_list, name="conversation_list"),
+    path("render/", views.render_preview, name="render_preview"),
     path("history/", views.history, name="history"),
     path("export.json", views.export_all, name="export_all"),
     path("import/", views.conversation_import, name="import"),

@@ -1,11 +1,32 @@
-/* The chat's one script: the live stream over /ws/chat/ (see docs/protocol.md) and the
- * conveniences on top of pages that work without it.
+/* The chat's script, an ES module: the live stream over /ws/chat/ (see docs/protocol.md) and the
+ * conveniences on top of pages that work without it. Its modules in js/: stream_state.mjs (the
+ * rules of the stream and the outbox, tested without a browser), http.mjs, math.mjs, ui.mjs.
  *
  * Safety rule: text from a model is only ever put into the page as text (textContent, text
  * nodes). The single exception is the `html` of a `message.done` frame, which the server has
  * rendered and sanitised; it is the only thing assigned to innerHTML. Server-rendered fragments
- * (older messages, sidebar pages) are parsed with DOMParser, whose documents run no scripts.
+ * (older messages, sidebar pages, the rendering of an answer so far) are parsed with DOMParser,
+ * whose documents run no scripts.
+ *
+ * While an answer streams, its text so far is rendered by the server (POST render/, the same
+ * Markdown code and sanitiser as the finished answer) at most every RENDER_INTERVAL_MS, one
+ * request in flight per answer; the text that came after the last rendering is shown as plain
+ * text below it until the next one. So no Markdown parser runs here, the CSP stays as strict,
+ * and the finished answer's HTML from `message.done` remains the record.
  */
+import { fetchFragment, parseFragment, postForm } from "./js/http.mjs";
+import { typesetMath as typesetWithKatex } from "./js/math.mjs";
+import {
+  closeMenus,
+  copyText,
+  flashCopied,
+  refusal,
+  requestId,
+  setUpMenusDialogsAndFlash,
+  showFlashError,
+} from "./js/ui.mjs";
+import { deltaAction, outboxMaySend, outboxNotice as outboxNoticeText, renderDelay } from "./js/stream_state.mjs";
+
 (function () {
   "use strict";
 
@@ -17,6 +38,9 @@
   if (!app) return;
 
   const PLACEHOLDER = "00000000-0000-0000-0000-000000000000";
+  // Often enough to look live, rarely enough that a 20 kB answer (about 45 ms to render on the
+  // server) costs a small share of one core per streaming answer.
+  const RENDER_INTERVAL_MS = 300;
   const chat = document.getElementById("chat");
   // Set up below on the chat page only.
   let chatState = null;
@@ -25,151 +49,11 @@
 
   // --- Small utilities ---------------------------------------------------------------------------
 
-  function csrfToken() {
-    const input = $("input[name=csrfmiddlewaretoken]");
-    return input ? input.value : "";
-  }
-
   function conversationUrl(id) {
     return app.dataset.conversationUrl.replace(PLACEHOLDER, id);
   }
 
-  function parseFragment(html) {
-    const doc = new DOMParser().parseFromString(html, "text/html");
-    return Array.from(doc.body.children).map((node) => document.importNode(node, true));
-  }
-
-  async function fetchFragment(url) {
-    const separator = url.includes("?") ? "&" : "?";
-    const response = await fetch(url + separator + "fragment=1", { credentials: "same-origin" });
-    if (!response.ok) throw new Error("HTTP " + response.status);
-    return parseFragment(await response.text());
-  }
-
-  async function postForm(url, data) {
-    return fetch(url, {
-      method: "POST",
-      body: data,
-      credentials: "same-origin",
-      headers: { "X-CSRFToken": csrfToken(), Accept: "application/json" },
-    });
-  }
-
-  async function copyText(text) {
-    if (navigator.clipboard && window.isSecureContext) {
-      await navigator.clipboard.writeText(text);
-      return;
-    }
-    // Plain http on a LAN address has no clipboard API: the old selection-based way still works.
-    const area = document.createElement("textarea");
-    area.value = text;
-    area.setAttribute("readonly", "");
-    area.className = "visually-hidden";
-    document.body.append(area);
-    area.select();
-    document.execCommand("copy");
-    area.remove();
-  }
-
-  function flashCopied(button) {
-    const label = button.getAttribute("aria-label");
-    const last = button.lastChild;
-    const text = last && last.nodeType === Node.TEXT_NODE ? last : null;
-    const before = text ? text.data : "";
-    button.classList.add("is-copied");
-    button.setAttribute("aria-label", "Copied");
-    if (text) text.data = "Copied";
-    setTimeout(() => {
-      button.classList.remove("is-copied");
-      button.setAttribute("aria-label", label);
-      if (text) text.data = before;
-    }, 1500);
-  }
-
-  function requestId() {
-    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
-    return String(Date.now()) + Math.random().toString(16).slice(2);
-  }
-
-  // --- Menus, dialogs, flash messages ----------------------------------------------------------
-
-  function closeMenus(except) {
-    for (const menu of $$("details.menu[open], details.settings[open]")) {
-      if (menu !== except && !menu.contains(except)) menu.removeAttribute("open");
-    }
-  }
-
-  document.addEventListener("click", (event) => {
-    const inside = event.target.closest("details.menu, details.settings");
-    // Choosing an item (a download, say) is done with the menu: it closes.
-    closeMenus(event.target.closest(".menu-item") ? null : inside);
-  });
-
-  for (const menu of $$("details.menu, details.settings")) {
-    menu.addEventListener("toggle", () => {
-      if (menu.open) closeMenus(menu);
-    });
-  }
-
-  document.addEventListener("click", (event) => {
-    const opener = event.target.closest("[data-open-dialog]");
-    if (opener) {
-      const dialog = document.getElementById(opener.dataset.openDialog);
-      if (dialog) dialog.showModal();
-    }
-    const closer = event.target.closest("[data-close-dialog]");
-    if (closer) closer.closest("dialog").close();
-  });
-
-  function fadeFlash(item, delay) {
-    setTimeout(() => {
-      item.classList.add("is-leaving");
-      setTimeout(() => item.remove(), 400);
-    }, delay);
-  }
-
-  for (const item of $$(".flash-item")) fadeFlash(item, 4000);
-
-  // A note like the server's flash messages, for what fails in the page's own requests.
-  function showFlashError(text) {
-    let flash = document.getElementById("flash");
-    if (!flash) {
-      flash = document.createElement("ul");
-      flash.className = "flash";
-      flash.id = "flash";
-      const topbar = $("#main .topbar");
-      if (topbar) topbar.after(flash);
-      else $("#main").prepend(flash);
-    }
-    const item = document.createElement("li");
-    item.className = "flash-item flash-error";
-    item.setAttribute("role", "alert");
-    item.textContent = text;
-    flash.replaceChildren(item);
-    fadeFlash(item, 6000);
-  }
-
-  // Why a form the script posted was refused, in words for the user.
-  async function refusal(response) {
-    if (response.status === 404) return "This conversation no longer exists.";
-    if (response.status === 400) {
-      try {
-        const body = await response.json();
-        const first = Object.values(body.errors || {})[0];
-        if (first && first[0] && first[0].message) return first[0].message;
-      } catch (error) {
-        /* Not the JSON we expected: the generic text below. */
-      }
-    }
-    return `The server answered ${response.status}. Try again in a moment.`;
-  }
-
-  // Forms that return to "this page" (archive in the sidebar) say which page that is now; a
-  // sidebar page loaded by the script would otherwise name the fragment's URL.
-  document.addEventListener("submit", (event) => {
-    const next = event.target.querySelector("input[name=next]");
-    if (next) next.value = location.pathname + location.search;
-  });
+  setUpMenusDialogsAndFlash();
 
   // --- Sidebar ---------------------------------------------------------------------------------
 
@@ -620,8 +504,9 @@
   }
 
   function flushOutbox() {
-    if (!chatState.outbox.length || !isOpen()) return;
-    if (chatState.sending || chatState.syncing || chatState.streaming.size) return;
+    const { outbox, sending, syncing, streaming } = chatState;
+    const waiting = outbox.length;
+    if (!outboxMaySend({ waiting, open: isOpen(), sending, syncing, streaming: streaming.size })) return;
     const item = chatState.outbox.shift();
     const frame = item.frame();
     chatState.sending = frame.request_id;
@@ -634,10 +519,7 @@
   let outboxNotice = "";
 
   function announceOutbox() {
-    const count = chatState.outbox.length;
-    const notice = count && !isOpen()
-      ? `Not connected. ${count === 1 ? "Your message" : count + " messages"} will be sent when the connection is back.`
-      : "";
+    const notice = outboxNoticeText(chatState.outbox.length, isOpen());
     // Only our own notice is replaced: an error shown meanwhile stays.
     const shown = $('[data-slot="text"]', composerError).textContent;
     if (notice) showComposerError(notice);
@@ -736,6 +618,15 @@
     $('[data-slot="error"]', box).textContent = failed
       ? (error && error.detail) || "The answer could not be completed."
       : "";
+  }
+
+  function typesetMath(scope) {
+    typesetWithKatex(scope, { js: app.dataset.katexJs, css: app.dataset.katexCss });
+  }
+
+  function enhanceAnswers(scope) {
+    addCodeCopyButtons(scope);
+    typesetMath(scope);
   }
 
   function addCodeCopyButtons(scope) {
@@ -898,12 +789,58 @@
     element.setAttribute("aria-busy", "true");
     if (!chatState.streaming.size) announce("The assistant is answering…");
     const body = $('[data-slot="content"]', element);
-    body.className = "message-content plain";
+    body.className = "message-content markdown";
+    const rendered = document.createElement("div");
+    const tail = document.createElement("span");
+    tail.className = "stream-tail";
     const node = document.createTextNode(content);
-    body.replaceChildren(node);
+    tail.append(node);
+    body.replaceChildren(rendered, tail);
     element.dataset.status = "streaming";
     setError(element, "streaming", null);
-    chatState.streaming.set(element.dataset.id, { seq, node });
+    forgetStream(element.dataset.id);
+    const stream = { id: element.dataset.id, seq, text: content, node, rendered, timer: null, asking: false, askedAt: 0 };
+    chatState.streaming.set(stream.id, stream);
+    if (content) scheduleRender(stream);
+  }
+
+  function forgetStream(id) {
+    const stream = chatState.streaming.get(id);
+    if (stream) clearTimeout(stream.timer);
+    chatState.streaming.delete(id);
+  }
+
+  function scheduleRender(stream) {
+    const wait = renderDelay(stream, Date.now(), RENDER_INTERVAL_MS);
+    if (wait === null) return; // the pending or running one picks the newer text up
+    stream.timer = setTimeout(() => renderSoFar(stream), wait);
+  }
+
+  async function renderSoFar(stream) {
+    stream.timer = null;
+    stream.asking = true;
+    stream.askedAt = Date.now();
+    const text = stream.text;
+    const data = new FormData();
+    data.append("content", text);
+    let html = null;
+    try {
+      const response = await postForm(app.dataset.renderUrl, data);
+      if (response.ok) html = (await response.json()).html;
+    } catch (error) {
+      // Offline or refused: the plain text stays, the next delta asks again.
+    }
+    stream.asking = false;
+    if (chatState.streaming.get(stream.id) !== stream) return; // finished or restarted meanwhile
+    if (html !== null) {
+      const wasNear = nearBottom();
+      keepBottom(wasNear, () => {
+        stream.rendered.replaceChildren(...parseFragment(html));
+        stream.node.data = stream.text.slice(text.length);
+      });
+      typesetMath(stream.rendered);
+    }
+    if (stream.text.length > text.length) scheduleRender(stream);
   }
 
   function onSnapshot(frame) {
@@ -929,21 +866,23 @@
 
   function onDelta(frame) {
     const stream = chatState.streaming.get(frame.message);
-    if (!stream || frame.seq <= stream.seq) return; // not ours yet, or already applied
-    if (frame.seq !== stream.seq + 1) {
-      // A gap: something was lost. A new snapshot brings the text back in step.
-      stream.seq = Infinity;
+    const action = deltaAction(stream, frame.seq);
+    if (action === "ignore") return;
+    if (action === "resync") {
+      stream.seq = Infinity; // nothing applies until the snapshot
       subscribe();
       return;
     }
     const wasNear = nearBottom();
     keepBottom(wasNear, () => stream.node.appendData(frame.delta || ""));
+    stream.text += frame.delta || "";
     stream.seq = frame.seq;
+    scheduleRender(stream);
   }
 
   function onDone(frame) {
     const element = messageElement(frame.message);
-    chatState.streaming.delete(frame.message);
+    forgetStream(frame.message);
     chatState.offBranch.delete(frame.message);
     if (element) {
       const wasNear = nearBottom();
@@ -957,7 +896,7 @@
         element.removeAttribute("aria-busy");
         setError(element, frame.status, frame.error);
         setMeta(element, frame);
-        addCodeCopyButtons(element);
+        enhanceAnswers(element);
       });
       announceEnd(element, frame);
     }
@@ -1016,7 +955,7 @@
     try {
       const nodes = await fetchFragment(conversationUrl(id));
       list.replaceChildren(...nodes);
-      addCodeCopyButtons(list);
+      enhanceAnswers(list);
       observeOlder();
       scrollToBottom();
       updateComposer();
@@ -1071,7 +1010,7 @@
       const before = scroller.scrollHeight;
       const top = scroller.scrollTop;
       link.closest("li").replaceWith(...nodes);
-      addCodeCopyButtons(list);
+      enhanceAnswers(list);
       scroller.scrollTop = top + (scroller.scrollHeight - before);
       observeOlder();
     } catch (error) {
@@ -1301,7 +1240,7 @@
 
   // --- Start ---
 
-  addCodeCopyButtons(list);
+  enhanceAnswers(list);
   for (const element of $$('.message[data-status="streaming"]', list)) {
     // Rendered mid-stream: the text so far comes with the snapshot after subscribing.
     chatState.streaming.set(element.dataset.id, { seq: Infinity, node: null });

@@ -17,7 +17,13 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 AXE = Path(settings.BASE_DIR) / "var" / "node_modules" / "axe-core" / "axe.min.js"
 WCAG_21_A_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 VIEWPORTS = {"desktop": {"width": 1440, "height": 900}, "phone": {"width": 390, "height": 844}}
-RICH_ANSWER = "Some **bold** text, `code`, and a list:\n\n- one\n- two\n\n```python\nprint(1)\n```"
+RICH_ANSWER = (
+    "Some **bold** text, `code`, and a list:\n\n- one\n- two\n\n```python\nprint(1)\n```\n\n"
+    "Math: $E=mc^2$ and\n\n$$\\sum_{n=1}^{\\infty} \\frac{1}{n^2} = \\frac{\\pi^2}{6}$$\n\n"
+    "- [x] typeset\n- [ ] checked\n\nSee https://example.com/docs\n\n"
+    f"| {' | '.join(f'Contextwindow{index}' for index in range(8))} |\n|{'---|' * 8}\n"
+    f"| {' | '.join(['Modelname'] * 8)} |\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +76,8 @@ def test_main_pages_have_no_serious_wcag_violations(
     for name, url in pages.items():
         page.goto(url)
         expect(page.locator("#main")).to_be_visible()
+        if name == "conversation":  # checked once KaTeX has typeset the answer's math
+            expect(page.locator(".message--assistant .katex")).to_have_count(2)
         found[name] = serious_violations(page, axe_source)
     signed_out = open_page(color_scheme=scheme, viewport=VIEWPORTS[viewport])
     signed_out.goto("/accounts/login/")

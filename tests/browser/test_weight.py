@@ -76,6 +76,29 @@ def test_pages_and_static_files_go_out_compressed_and_cached(chat_server, busy_u
             assert headers.get("content-encoding") in ("gzip", "br"), (asset, headers)
 
 
+def _text(server, path: str, cookie: str = "") -> tuple[dict, str]:
+    status, headers, body = raw_get(server, path, cookie)
+    assert status == 200, path
+    if headers.get("content-encoding") == "gzip":
+        body = gzip.decompress(body)
+    return headers, body.decode()
+
+
+def test_the_script_modules_and_katex_load_under_hashed_names(chat_server, user):
+    _, html = _text(chat_server, "/", session_cookie(user))
+    script = re.search(r'<script type="module" src="(/static/chat\.[0-9a-f]{12}\.js)"', html)
+    assert script, "chat.js is not a module under a hashed name"
+    _, code = _text(chat_server, script.group(1))
+    modules = re.findall(r'from "\./([^"]+)"', code)
+    katex = re.findall(r'data-katex-(?:js|css)="(/static/[^"]+)"', html)
+    assert modules and len(katex) == 2
+    for path in ["/static/" + module for module in modules] + katex:
+        assert re.search(r"\.[0-9a-f]{12}\.(mjs|js|css)$", path), path
+        headers, _ = _text(chat_server, path)
+        assert int(re.search(r"max-age=(\d+)", headers["cache-control"]).group(1)) >= YEAR
+        assert headers["content-type"].startswith(("text/javascript", "text/css")), headers
+
+
 def test_the_one_item_menu_acts_on_the_item_it_was_opened_for(open_page, user):
     keep = make.conversation(user, "Keep me")
     put_away = make.conversation(user, "Put me away")

@@ -5,6 +5,7 @@ import uuid
 
 import pytest
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from conversations import rendering
@@ -351,3 +352,31 @@ def test_a_conversation_of_long_imported_answers_renders_a_bounded_amount_per_vi
     assert rendering.TOO_LONG_NOTE in html and "<pre>**huge** zzz" in html
     assert html.count("<strong>long</strong>") == 19
     assert not Message.objects.filter(conversation=chat, role="assistant", content_html=None)
+
+
+# --- The rendering of an answer so far ------------------------------------------------------------
+
+
+def test_render_preview_returns_the_same_sanitised_html_as_a_finished_answer(signed_in):
+    text = "**bold** <script>alert(1)</script> [x](javascript:alert(1))\n\n```python\nprint("
+
+    response = signed_in.post("/render/", {"content": text}, HTTP_ACCEPT="application/json")
+
+    assert response.status_code == 200
+    html = response.json()["html"]
+    assert html == rendering.render_markdown(text)
+    assert "<strong>bold</strong>" in html and "<script" not in html and "href=" not in html
+
+
+def test_render_preview_reads_only_the_session_and_user_and_writes_nothing(signed_in):
+    signed_in.get("/")  # the session exists and needs no update afterwards
+    with CaptureQueriesContext(connection) as queries:
+        response = signed_in.post("/render/", {"content": "# Title\n\n" + "word " * 4000})
+    assert response.status_code == 200 and response.json()["html"].startswith("<h1>Title</h1>")
+    assert [query["sql"].split()[0] for query in queries] == ["SELECT", "SELECT"]
+
+
+def test_render_preview_needs_a_signed_in_post(signed_in):
+    assert signed_in.get("/render/").status_code == 405
+    response = Client().post("/render/", {"content": "**x**"})
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
