@@ -69,21 +69,24 @@ run: local-model-notice install .env
 	@$(PY) manage.py prepare
 	@$(PY) manage.py serve
 
-# Chromium for the browser tests, from Debian's packages; when it cannot be installed the browser
-# tests skip with that reason (CI sets REQUIRE_BROWSER=1, so there they fail instead).
+# Chromium for the browser tests and Node.js for the script's unit tests and npm, from Debian's
+# packages; when they cannot be installed the browser tests skip with that reason (CI sets
+# REQUIRE_BROWSER=1, so there they fail instead).
 # axe-core (the accessibility checks the browser tests inject) with npm, into the ignored var/.
 AXE := var/node_modules/axe-core/axe.min.js
 browser:
 	@mkdir -p var
+	@missing=; command -v chromium >/dev/null 2>&1 || missing=chromium; \
+	  command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
+	  if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	      echo "Installing$${missing:+ }$$missing for the browser and script tests (apt-get)..."; \
+	      (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing) \
+	        >var/apt.log 2>&1 || echo "Could not install $$missing (see var/apt.log): browser tests will skip."; \
+	    else echo "Missing: $$missing, and apt-get is not usable here: browser tests will skip."; fi; fi
 	@[ -f $(AXE) ] || { command -v npm >/dev/null 2>&1 \
 	  && npm install --prefix var --no-audit --no-fund --silent axe-core@4 \
 	  || echo "Could not install axe-core with npm: the accessibility tests will skip."; }
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "Installing Chromium for the browser tests (apt-get)..."; \
-	    (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) >var/apt.log 2>&1 \
-	      || echo "Could not install Chromium (see var/apt.log): browser tests will skip."; \
-	  else echo "Chromium is missing and apt-get is not usable here: browser tests will skip."; fi; }
 
 lint: install-dev
 	$(VENV)/bin/ruff check .

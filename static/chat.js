@@ -25,7 +25,13 @@ import {
   setUpMenusDialogsAndFlash,
   showFlashError,
 } from "./js/ui.mjs";
-import { deltaAction, outboxMaySend, outboxNotice as outboxNoticeText, renderDelay } from "./js/stream_state.mjs";
+import {
+  deltaAction,
+  outboxMaySend,
+  outboxNotice as outboxNoticeText,
+  renderDelay,
+  renderInterval,
+} from "./js/stream_state.mjs";
 
 (function () {
   "use strict";
@@ -811,7 +817,8 @@ import { deltaAction, outboxMaySend, outboxNotice as outboxNoticeText, renderDel
   }
 
   function scheduleRender(stream) {
-    const wait = renderDelay(stream, Date.now(), RENDER_INTERVAL_MS);
+    const interval = renderInterval(stream.text.length, RENDER_INTERVAL_MS);
+    const wait = renderDelay(stream, Date.now(), interval);
     if (wait === null) return; // the pending or running one picks the newer text up
     stream.timer = setTimeout(() => renderSoFar(stream), wait);
   }

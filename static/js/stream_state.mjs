@@ -18,6 +18,13 @@ export function renderDelay(stream, now, interval) {
   return Math.max(0, stream.askedAt + interval - now);
 }
 
+// How often the text so far may be rendered: each render sends the whole text and costs the
+// server time in proportion to it (about 2 ms per 1,000 characters), so a longer answer is
+// rendered less often, keeping the server's share per streaming answer to a few percent.
+export function renderInterval(length, base) {
+  return Math.min(base + Math.floor(length / 1000) * 60, 3000);
+}
+
 // Whether the outbox may send its next request: one at a time, each once the answer before it
 // has ended and the socket is open and in step.
 export function outboxMaySend({ waiting, open, sending, syncing, streaming }) {

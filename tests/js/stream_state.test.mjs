@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { deltaAction, outboxMaySend, outboxNotice, renderDelay } from "../../static/js/stream_state.mjs";
+import {
+  deltaAction,
+  outboxMaySend,
+  outboxNotice,
+  renderDelay,
+  renderInterval,
+} from "../../static/js/stream_state.mjs";
 
 test("deltas apply in order, once, and a gap asks for a snapshot", () => {
   const stream = { seq: 3 };
@@ -38,4 +44,11 @@ test("the composer says how many messages wait for the connection", () => {
   assert.equal(outboxNotice(2, true), "");
   assert.equal(outboxNotice(1, false), "Not connected. Your message will be sent when the connection is back.");
   assert.equal(outboxNotice(3, false), "Not connected. 3 messages will be sent when the connection is back.");
+});
+
+test("a longer answer is rendered less often, never less than every 3 s", () => {
+  assert.equal(renderInterval(0, 300), 300);
+  assert.equal(renderInterval(999, 300), 300);
+  assert.equal(renderInterval(20_000, 300), 1_500);
+  assert.equal(renderInterval(1_000_000, 300), 3_000);
 });
