@@ -353,14 +353,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         """An answer with no event log: ended long ago, or its process died. Either way the row
         holds the text; a dead one is marked interrupted if it has gone stale."""
         row = row or await db_call(selectors.message_get)(message_id=message_id)
-        if row is None:
-            return
-        if row.status != Message.Status.STREAMING:
-            await self.send_done(await self.done_frame_from_row(row))
-            return
-        if row.checkpointed_at is None or row.checkpointed_at < generation.stale_cutoff():
-            # Announced to every socket of the conversation, this one included.
-            await generation.message_interrupt_and_announce(message_id=message_id)
+        if row is None or await self.end_from_row(row):
             return
         # Alive elsewhere but unreadable here: show the checkpoint; its end arrives as a
         # `chat.message.done` from whoever ends it, or is read from the row below.
@@ -378,14 +371,20 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         while message_id not in self.done_sent:
             await asyncio.sleep(generation.liveness_seconds())
             row = await db_call(selectors.message_get)(message_id=message_id)
-            if row is None:
+            if row is None or await self.end_from_row(row):
                 return
-            if row.status != Message.Status.STREAMING:
-                await self.send_done(await self.done_frame_from_row(row))
-                return
-            if row.checkpointed_at is None or row.checkpointed_at < generation.stale_cutoff():
-                await generation.message_interrupt_and_announce(message_id=message_id)
-                return
+
+    async def end_from_row(self, row: Message) -> bool:
+        """Whether the row shows the answer over: ended (its done frame is sent) or left by a
+        dead process (marked interrupted now, announced to every socket of the conversation,
+        this one included)."""
+        if row.status != Message.Status.STREAMING:
+            await self.send_done(await self.done_frame_from_row(row))
+            return True
+        if row.checkpointed_at is None or row.checkpointed_at < generation.stale_cutoff():
+            await generation.message_interrupt_and_announce(message_id=row.id)
+            return True
+        return False
 
     async def done_frame_from_row(self, message: Message) -> dict[str, Any]:
         html = await sync_to_async(message_html, thread_sensitive=False)(message)
