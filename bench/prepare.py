@@ -7,32 +7,36 @@ environment): migrate, a default provider pointing at the bench upstream, a sign
 import os
 import sys
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
 
-import django
+def bench_provider_set(*, name: str, upstream_url: str, timeout: float = 120) -> None:
+    """Migrate, and make `name` the one enabled default provider, pointing at the upstream (a
+    database reused across runs may hold another default: only one may be). For every bench
+    script, after django.setup()."""
+    from django.core.management import call_command
 
-django.setup()
+    from providers.models import ProviderConfig
 
-from django.conf import settings  # noqa: E402
-from django.contrib.auth import get_user_model  # noqa: E402
-from django.core.management import call_command  # noqa: E402
-from django.test import Client  # noqa: E402
-
-from providers.models import ProviderConfig  # noqa: E402
-
-
-def prepare(upstream_url: str) -> str:
     call_command("migrate", verbosity=0)
+    ProviderConfig.objects.exclude(name=name).update(is_default=False)
     ProviderConfig.objects.update_or_create(
-        name="bench",
+        name=name,
         defaults={
             "provider_class": "OpenAICompatible",
             "api_base": upstream_url + "/v1",
             "default_model": "fake-model",
             "is_default": True,
-            "timeout": 120,
+            "enabled": True,
+            "timeout": timeout,
         },
     )
+
+
+def prepare(upstream_url: str) -> str:
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    bench_provider_set(name="bench", upstream_url=upstream_url)
     # A fresh user each time: in services mode the database outlives the run, and answers left by
     # earlier runs would make every later start slower than the last.
     get_user_model().objects.filter(username="bench").delete()
@@ -43,4 +47,8 @@ def prepare(upstream_url: str) -> str:
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
+    import django
+
+    django.setup()
     print(prepare(sys.argv[1]))

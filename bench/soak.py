@@ -44,12 +44,11 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
-from django.core.management import call_command  # noqa: E402
 from django.test import Client  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 
+from bench.prepare import bench_provider_set  # noqa: E402
 from conversations.models import Message  # noqa: E402
-from providers.models import ProviderConfig  # noqa: E402
 from tests.fake_upstream import FakeUpstream  # noqa: E402
 from tests.live_server import free_port  # noqa: E402
 
@@ -70,17 +69,7 @@ def raise_file_limit() -> int:
 
 
 def prepare(upstream: FakeUpstream) -> str:
-    call_command("migrate", verbosity=0)
-    ProviderConfig.objects.update_or_create(
-        name="soak",
-        defaults={
-            "provider_class": "OpenAICompatible",
-            "api_base": upstream.url + "/v1",
-            "default_model": "fake-model",
-            "is_default": True,
-            "timeout": FRAME_TIMEOUT,
-        },
-    )
+    bench_provider_set(name="soak", upstream_url=upstream.url, timeout=FRAME_TIMEOUT)
     user, _ = get_user_model().objects.get_or_create(username="soak")
     client = Client()
     client.force_login(user)

@@ -92,23 +92,10 @@ def prepare(users: int, upstream_url: str) -> None:
     from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.contrib.sessions.backends.db import SessionStore
-    from django.core.management import call_command
 
-    from providers.models import ProviderConfig
+    from bench.prepare import bench_provider_set
 
-    call_command("migrate", verbosity=0)
-    ProviderConfig.objects.update(is_default=False)
-    ProviderConfig.objects.update_or_create(
-        name="bench",
-        defaults={
-            "provider_class": "OpenAICompatible",
-            "api_base": upstream_url + "/v1",
-            "default_model": "fake-model",
-            "is_default": True,
-            "enabled": True,
-            "timeout": 120,
-        },
-    )
+    bench_provider_set(name="bench", upstream_url=upstream_url)
     model = get_user_model()
     names = [f"bench{i}" for i in range(users)]
     existing = set(model.objects.filter(username__in=names).values_list("username", flat=True))
