@@ -143,7 +143,6 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json(
                 frames.conversation_created(exchange.conversation, request_id=frame.request_id)
             )
-        await self.join(exchange.conversation.id)
         # This socket hears of its own messages directly, not through the group: a group
         # membership can lapse (channels-redis expires them after a day) and must never cost
         # the user the answer they just asked for.
@@ -153,6 +152,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         answer = exchange.assistant_message
         self.follow(answer.id, exchange.conversation.id, from_snapshot=False)
         await generation.generation_start(exchange=exchange)
+        # After the start, and without holding this frame: the group brings this socket other
+        # tabs' news of the conversation (titles, their messages), never the answer itself. When
+        # many answers start at once the channel layer's pool is the busiest thing in the
+        # process; waiting for it here once cost the answer itself (its start never ran).
+        self.run_in_background(self.join_or_warn(exchange.conversation.id))
 
     async def subscribe(self, frame: ChatSubscribe) -> None:
         conversation = await db_call(selectors.conversation_get_for_user)(
@@ -205,6 +209,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         # Every time, not only the first: adding again renews a membership that channels-redis
         # would otherwise expire after a day.
         await self.channel_layer.group_add(conversation_group(conversation_id), self.channel_name)
+
+    async def join_or_warn(self, conversation_id: uuid.UUID) -> None:
+        ok = await generation.best_effort(
+            "joining the conversation's group", lambda: self.join(conversation_id)
+        )
+        if not ok:
+            # The answer goes on (this socket follows its log); only other tabs' news of this
+            # conversation is missed until the next subscribe.
+            self.subscriptions.pop(conversation_id, None)
 
     # --- following answers -----------------------------------------------------------------
 
@@ -429,14 +442,25 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     # --- control messages from the channel layer (group of each subscribed conversation) ----
 
+    async def chat_messages_created(self, event: dict[str, Any]) -> None:
+        """A new exchange's messages (the user's, then the answer's placeholder) in one message."""
+        for frame in event["frames"]:
+            await self.message_created_relay(frame)
+
     async def chat_message_created(self, event: dict[str, Any]) -> None:
-        frame = event["frame"]
+        # One message alone: what processes of the previous release send during an upgrade.
+        await self.message_created_relay(event["frame"])
+
+    async def message_created_relay(self, frame: dict[str, Any]) -> None:
         message = frame["message"]
         message_id = uuid.UUID(message["id"])
         if not _remember(self.created_sent, message_id):
             return
         await self.send_json(frame)
-        if message["role"] == Message.Role.ASSISTANT and message["status"] == "streaming":
+        if (
+            message["role"] == Message.Role.ASSISTANT
+            and message["status"] == Message.Status.STREAMING
+        ):
             self.follow(message_id, uuid.UUID(message["conversation"]), from_snapshot=False)
 
     async def chat_conversation_updated(self, event: dict[str, Any]) -> None:

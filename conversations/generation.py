@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from chatsite.db import db_call
 from conversations import frames, selectors, services, titles
+from conversations.checkpoints import CheckpointWriter
 from conversations.errors import ChatError
 from conversations.eventlog import event_log, event_log_is_shared
 from conversations.groups import conversation_group, generation_group
@@ -82,7 +83,7 @@ async def render_html(content: str) -> str:
         return f"<p>{html.escape(content)}</p>"
 
 
-async def _best_effort(
+async def best_effort(
     what: str,
     call,
     *,
@@ -159,7 +160,7 @@ class Generation:
         self.usage: Usage | None = None
         self.stop_requested = False
         self.task: asyncio.Task[None] | None = None
-        self._checkpoint: asyncio.Task[None] | None = None
+        self._checkpoint: asyncio.Future[None] | None = None
 
     def stop(self) -> None:
         if not self.stop_requested:
@@ -196,20 +197,21 @@ class Generation:
             self.queue.put_nowait(_END)
 
     def _save_in_background(self, content: str | None) -> None:
-        """Checkpoint without holding up the frames; at most one save in flight."""
+        """Checkpoint without holding up the frames; at most one save in flight. The engine's
+        writer saves every answer's checkpoints together (conversations.checkpoints)."""
         if self._checkpoint is not None and not self._checkpoint.done():
             return
+        self._checkpoint = generation_engine().checkpoints.save(
+            message_id=self.message_id, content=content
+        )
+        self._checkpoint.add_done_callback(self._checkpoint_saved)
 
-        async def save() -> None:
-            try:
-                await db_call(services.message_checkpoint, writes=True)(
-                    message_id=self.message_id, content=content
-                )
-            except Exception:
-                # The next checkpoint (or the final save) carries the text anyway.
-                logger.warning("generation %s: checkpoint failed", self.message_id, exc_info=True)
-
-        self._checkpoint = asyncio.create_task(save())
+    def _checkpoint_saved(self, future: asyncio.Future[None]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            # The next checkpoint (or the final save) carries the text anyway.
+            logger.warning(
+                "generation %s: checkpoint failed: %r", self.message_id, future.exception()
+            )
 
     async def run(self) -> None:
         log = event_log()
@@ -260,7 +262,11 @@ class Generation:
                     last_flush = now
                 # The length is kept as frames go out: joining the text on every token would
                 # cost a long answer quadratic time.
-                if now - last_save >= checkpoint_every and self.length != saved_len:
+                # On the shared clock's ticks, not this answer's own: every running answer then
+                # asks at about the same moment, and the engine's writer saves them together.
+                if now // checkpoint_every != last_save // checkpoint_every and (
+                    self.length != saved_len
+                ):
                     saved_len = self.length
                     self._save_in_background(self.content)
                     last_save = now
@@ -269,7 +275,7 @@ class Generation:
                     # a silent provider nor an hour of steady output looks like a dead process.
                     if saved_len == self.length:
                         self._save_in_background(None)
-                    await _best_effort("event log keepalive", lambda: log.keepalive(key))
+                    await best_effort("event log keepalive", lambda: log.keepalive(key))
                     last_live = now
         except asyncio.CancelledError:
             # The process is shutting down: keep what was written; the row becomes `interrupted`.
@@ -302,12 +308,12 @@ class Generation:
         seq = self.seq
         if self.log_behind:
             content = self.content
-            written = await _best_effort(
+            written = await best_effort(
                 "event log resync", lambda: log.resync(key, seq=seq, content=content)
             )
         else:
             delta = self.parts[-1]
-            written = await _best_effort(
+            written = await best_effort(
                 "event log append",
                 lambda: log.append(key, seq=seq, delta=delta, text_so_far=lambda: self.content),
             )
@@ -342,7 +348,7 @@ class Generation:
             "error_detail": error_detail,
             "content_html": content_html,
         }
-        await _best_effort(
+        await best_effort(
             f"saving answer {self.message_id}",
             lambda: db_call(services.message_finish, writes=True)(**fields),
             attempts=FINISH_ATTEMPTS,
@@ -366,10 +372,10 @@ class Generation:
             provider=self.provider,
             model=self.model,
         )
-        await _best_effort("event log finish", lambda: log.finish(key, seq=self.seq, done=done))
+        await best_effort("event log finish", lambda: log.finish(key, seq=self.seq, done=done))
         # Also to the conversation's sockets directly: one whose reading of the log failed (or
         # that could not read it at all) still learns that the answer ended.
-        await _best_effort(
+        await best_effort(
             "announcing the end",
             lambda: get_channel_layer().group_send(
                 conversation_group(self.conversation_id),
@@ -398,6 +404,7 @@ class Engine:
         self._channel: str | None = None
         self._started = asyncio.Lock()
         self._background: list[asyncio.Task[Any]] = []
+        self.checkpoints = CheckpointWriter()
 
     async def ensure_started(self) -> None:
         async with self._started:
@@ -440,16 +447,23 @@ class Engine:
                 logger.warning("chat engine: stale sweep failed", exc_info=True)
 
     async def register(self, generation: Generation) -> None:
-        """Make the answer stoppable (here and from other processes) before anyone hears of it,
-        so a stop sent the moment its placeholder shows up is not lost."""
+        """Make the answer stoppable here at once; from other processes once its stop group is
+        joined (see generation_start for the order)."""
         await self.ensure_started()
         self.generations[generation.message_id] = generation
-        await _best_effort(
+
+    async def join_stop_group(self, generation: Generation) -> None:
+        await best_effort(
             "joining the stop group",
             lambda: get_channel_layer().group_add(
                 generation_group(generation.message_id), self._channel
             ),
         )
+
+    def run_in_background(self, work) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def launch(self, generation: Generation) -> None:
         generation.task = asyncio.create_task(
@@ -583,29 +597,39 @@ async def exchange_open(*, user, request: ChatSend | ChatRegenerate | ChatEdit) 
 
 
 async def generation_start(*, exchange: Exchange) -> Generation:
-    """Start writing the answer and announce its messages to the conversation's other sockets
-    (the socket that asked hears of them directly, see the consumer)."""
+    """Start writing the answer, then announce its messages to the conversation's other sockets
+    (the socket that asked hears of them directly, see the consumer).
+
+    The upstream request goes out before any channel-layer round trip: when hundreds of answers
+    start at once those round trips queue for the layer's connections, and the first token must
+    not wait behind them. A stop from this process works at once (the engine's own table); the
+    stop group, which carries stops from other processes, is joined before other tabs hear of
+    the answer, so no tab can ask to stop an answer its process does not yet listen for."""
     generation = Generation(exchange)
     engine = generation_engine()
     await engine.register(generation)
     engine.launch(generation)
-    layer = get_channel_layer()
-    group = conversation_group(exchange.conversation.id)
-    for message in (exchange.user_message, exchange.assistant_message):
-        if message is not None:
-            # A failed announcement costs other tabs a live view (they catch up on their next
-            # subscribe); it must not cost the answer.
-            await _best_effort(
-                "announcing a new message",
-                lambda message=message: layer.group_send(
-                    group,
-                    {
-                        "type": "chat.message.created",
-                        "frame": frames.message_created(message, request_id=None),
-                    },
-                ),
-            )
+    engine.run_in_background(_announce(engine, generation))
     return generation
+
+
+async def _announce(engine: Engine, generation: Generation) -> None:
+    await engine.join_stop_group(generation)
+    exchange = generation.exchange
+    created = [
+        frames.message_created(message, request_id=None)
+        for message in (exchange.user_message, exchange.assistant_message)
+        if message is not None
+    ]
+    # A failed announcement costs other tabs a live view (they catch up on their next
+    # subscribe); it must not cost the answer.
+    await best_effort(
+        "announcing new messages",
+        lambda: get_channel_layer().group_send(
+            conversation_group(exchange.conversation.id),
+            {"type": "chat.messages.created", "frames": created},
+        ),
+    )
 
 
 async def generation_run_to_completion(*, user, request: ChatSend) -> Exchange:
@@ -669,8 +693,8 @@ async def message_interrupt_and_announce(*, message_id: uuid.UUID, stopped: bool
         return False
     done = frames.message_done_from_row(message, html=await render_html(message.content))
     if snapshot is not None and snapshot.done is None:
-        await _best_effort("event log finish", lambda: log.finish(key, seq=snapshot.seq, done=done))
-    await _best_effort(
+        await best_effort("event log finish", lambda: log.finish(key, seq=snapshot.seq, done=done))
+    await best_effort(
         "announcing the end",
         lambda: get_channel_layer().group_send(
             conversation_group(message.conversation_id),

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import DatabaseError, connection, transaction
+from django.db.models import Case, TextField, Value, When
 from django.utils import timezone
 
 from conversations.errors import ChatError
@@ -148,6 +149,26 @@ def message_checkpoint(*, message_id: uuid.UUID, content: str | None) -> None:
     if content is not None:
         fields["content"] = content
     Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(**fields)
+
+
+def message_checkpoint_many(*, checkpoints: dict[uuid.UUID, str | None]) -> None:
+    """Several answers' checkpoints (see message_checkpoint) in one transaction and at most two
+    statements: the texts in one UPDATE ... CASE, the stamps alone in another."""
+    now = timezone.now()
+    texts = {key: value for key, value in checkpoints.items() if value is not None}
+    stamps = [key for key, value in checkpoints.items() if value is None]
+    streaming = Message.objects.filter(status=Message.Status.STREAMING)
+    with transaction.atomic():
+        if texts:
+            streaming.filter(pk__in=list(texts)).update(
+                content=Case(
+                    *(When(pk=key, then=Value(text)) for key, text in texts.items()),
+                    output_field=TextField(),
+                ),
+                checkpointed_at=now,
+            )
+        if stamps:
+            streaming.filter(pk__in=stamps).update(checkpointed_at=now)
 
 
 def message_html_store(*, messages: list[Message]) -> None:

@@ -188,6 +188,9 @@ def _as_payload(body: Any) -> str:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    # socketserver's default backlog is 5: more clients connecting at once than that (tests start
+    # dozens of answers together) had connections cut, which no real upstream does.
+    request_queue_size = 256
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Clients close idle keep-alive connections whenever they like; that is not an error.

@@ -662,3 +662,36 @@ async def test_deleting_a_conversation_stops_its_running_answer(
     assert fake_upstream.requests[-1].done.wait(5)
     assert fake_upstream.requests[-1].disconnected.is_set()
     assert not await database_sync_to_async(Message.objects.filter(pk=assistant["id"]).exists)()
+
+
+async def test_answer_starts_and_ends_whole_when_the_channel_layer_refuses_every_call(
+    open_socket, ada, chat_config, fake_upstream, monkeypatch
+):
+    """With hundreds of answers starting at once, the channel layer's connection pool ran dry
+    and a group join timed out: the user got an `internal` error and the answer never started.
+    The layer carries only other tabs' news; the asker's answer must not depend on it."""
+    from channels.layers import get_channel_layer
+
+    socket = await open_socket(ada)
+    layer = get_channel_layer()
+    calls = []
+
+    async def no_connection_available(*args, **kwargs):
+        calls.append(args[0] if args else None)
+        raise ConnectionError("No connection available.")
+
+    monkeypatch.setattr(layer, "group_add", no_connection_available)
+    monkeypatch.setattr(layer, "group_send", no_connection_available)
+    fake_upstream.behave(reply=LONG_REPLY, chunk_delay=0.005)
+
+    await socket.send("chat.send", content="Hello")
+    frames = await socket.receive_until("message.done")
+    assert [f for f in frames if f["type"] == "error"] == []
+    done = frames[-1]
+    assert (done["status"], done["content"]) == ("complete", LONG_REPLY)
+    text = "".join(f["delta"] for f in frames if f["type"] == "message.delta")
+    assert text == LONG_REPLY
+    # The layer was tried (the joins and announcements), and its failures cost nothing.
+    assert calls
+    saved = await database_sync_to_async(lambda: Message.objects.get(pk=done["message"]))()
+    assert (saved.status, saved.content) == ("complete", LONG_REPLY)

@@ -105,6 +105,38 @@ async def test_partial_text_is_saved_at_most_once_per_interval(
     assert 2 <= writes.count <= elapsed / 0.5 + 2, writes.statements
 
 
+async def test_checkpoints_of_many_answers_share_their_statements(
+    clean_engine, ada, chat_config, fake_upstream, settings, monkeypatch
+):
+    """Answers streaming at the same time are checkpointed together: the number of checkpoint
+    statements follows the time, not the number of answers (each one in its own transaction
+    cost a thousand answers a thousand transactions per interval, through one writer)."""
+    answers = 20
+    settings.CHAT_CHECKPOINT_SECONDS = 0.3
+    settings.CHAT_MAX_CONCURRENT_GENERATIONS = answers
+    fake_upstream.behave(reply=WORDS, chunk_delay=0.02)
+    exchanges = [await exchange_open(user=ada, request=send(f"Q{i}")) for i in range(answers)]
+    writes = MessageWrites(monkeypatch)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    started = [await generation_start(exchange=exchange) for exchange in exchanges]
+    await asyncio.gather(*(generation.task for generation in started))
+    elapsed = loop.time() - began
+    checkpoints = [sql for sql in writes.statements if "CASE" in sql.upper()]
+    saved = [await row(exchange.assistant_message.id) for exchange in exchanges]
+    assert [(message.status, message.content) for message in saved] == [
+        (Message.Status.COMPLETE, WORDS)
+    ] * answers
+    # Every answer was checkpointed midway (1.2 s of tokens, a checkpoint every 0.3 s)...
+    assert checkpoints, writes.statements
+    # ...yet in about one statement per interval for all of them, not one per answer (which
+    # would be 20 answers x 4 or more intervals).
+    assert len(checkpoints) <= 2 * (elapsed / 0.3 + 2), (len(checkpoints), elapsed)
+    per_answer = [sql for sql in writes.statements if "CASE" not in sql.upper()]
+    # The rest: each answer's final save (and any liveness stamps), nothing per checkpoint.
+    assert len(per_answer) <= answers * 2 + elapsed / 0.3 + 2, per_answer
+
+
 async def test_silent_provider_still_refreshes_its_row(
     clean_engine, ada, chat_config, fake_upstream, settings
 ):
