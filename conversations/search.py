@@ -16,6 +16,10 @@ conversations); PostgreSQL looks through the user's newest messages by an index 
 id), and only when they hold less than a page, sorts every match from the GIN index (few, then).
 Each page ends with a cursor to the next (keyset pagination: every page costs the same, however
 deep).
+
+A term matches whole words, never prefixes; an identifier (`fn_12`) matches as written, a
+"quoted phrase" as a phrase (search_terms). Snippets are made from the page's rows in Python
+(conversations.snippets), not by the databases, so they show text, not Markdown.
 """
 
 import re
@@ -90,6 +94,27 @@ def search_terms(query: str) -> list[str]:
     return terms[:MAX_TERMS]
 
 
+def _written_sql(terms: list[str], column: str) -> tuple[str, list]:
+    """A condition that each identifier among `terms` (a term of several words with no space,
+    such as `fn_12` or `3.1`) appears in `column` as written: the index finds its words next to
+    each other, which "fn 12" or "fn-12" also are. Checked only on the rows the index found."""
+    sql, params = [], []
+    for term in terms:
+        if " " in term or len(WORD_RE.findall(term)) < 2:
+            continue
+        if connection.vendor == "postgresql":
+            # A backslash before a character that is not a letter or digit makes it literal in
+            # PostgreSQL's regular expressions.
+            written = "".join(c if c.isalnum() else f"\\{c}" for c in term)
+            sql.append(f" AND {column} ~* %s")
+            params.append(f"(^|[^[:alnum:]]){written}($|[^[:alnum:]])")
+        else:
+            # Django gives SQLite a REGEXP function (Python's re).
+            sql.append(f" AND {column} REGEXP %s")
+            params.append(rf"(?i)(?<![^\W_]){re.escape(term)}(?![^\W_])")
+    return "".join(sql), params
+
+
 def _fts5_match(terms: list[str]) -> str:
     """SQLite's FTS5 query for `terms`: each a phrase of its words (the words its tokenizer
     makes of it), no prefix matching; every phrase must match."""
@@ -152,13 +177,15 @@ def _sqlite_queries(user, terms, filters, after: int | None) -> tuple[_Query, _Q
     match = _fts5_match(terms)
     title_filters, title_params = _filter_sql(filters, stamp="c.updated_at")
     message_filters, message_params = _filter_sql(filters, stamp="m.created_at")
+    title_written, title_written_params = _written_sql(terms, "c.title")
+    written, written_params = _written_sql(terms, "m.content")
     titles = (
         "SELECT c.id, c.title FROM conversations_conversation_fts f"
         " JOIN conversations_conversation_search_key k ON k.id = f.rowid"
         " JOIN conversations_conversation c ON c.id = k.conversation_id"
         " WHERE conversations_conversation_fts MATCH %s AND c.owner_id = %s"
-        f"{title_filters} ORDER BY f.rank LIMIT %s",
-        [match, user.pk, *title_params, TITLE_HIT_LIMIT],
+        f"{title_written}{title_filters} ORDER BY f.rank LIMIT %s",
+        [match, user.pk, *title_written_params, *title_params, TITLE_HIT_LIMIT],
     )
     page_filter, page_params = ("", []) if after is None else (" AND f.rowid < %s", [after])
     messages = (
@@ -169,8 +196,8 @@ def _sqlite_queries(user, terms, filters, after: int | None) -> tuple[_Query, _Q
         " JOIN conversations_message m ON m.id = k.message_id"
         " JOIN conversations_conversation c ON c.id = m.conversation_id"
         f" WHERE conversations_message_fts MATCH %s{page_filter} AND c.owner_id = %s"
-        f"{message_filters} ORDER BY f.rowid DESC LIMIT %s",
-        [match, *page_params, user.pk, *message_params, MESSAGE_HIT_LIMIT + 1],
+        f"{written}{message_filters} ORDER BY f.rowid DESC LIMIT %s",
+        [match, *page_params, user.pk, *written_params, *message_params, MESSAGE_HIT_LIMIT + 1],
     )
     return titles, messages
 
@@ -187,19 +214,21 @@ def _postgres_queries(user, terms, filters, after) -> tuple[_Query, _Query, _Que
     tsquery, tsquery_params = _tsquery_sql(terms)
     title_filters, title_params = _filter_sql(filters, stamp="c.updated_at")
     message_filters, message_params = _filter_sql(filters, stamp="m.created_at")
+    title_written, title_written_params = _written_sql(terms, "c.title")
+    written, written_params = _written_sql(terms, "m.content")
     titles = (
         "SELECT c.id, c.title FROM conversations_conversation c,"
         f" (SELECT {tsquery} AS q) t WHERE c.search_vector @@ t.q AND c.owner_id = %s"
-        f"{title_filters} ORDER BY ts_rank(c.search_vector, t.q) DESC, c.updated_at DESC"
-        " LIMIT %s",
-        [*tsquery_params, user.pk, *title_params, TITLE_HIT_LIMIT],
+        f"{title_written}{title_filters}"
+        " ORDER BY ts_rank(c.search_vector, t.q) DESC, c.updated_at DESC LIMIT %s",
+        [*tsquery_params, user.pk, *title_written_params, *title_params, TITLE_HIT_LIMIT],
     )
     page_filter, page_params = "", []
     if after is not None:
         page_filter = " AND (m.created_at, m.id) < (%s, %s)"
         page_params = [after[0], after[1]]
     mine = (
-        "SELECT m.id, m.created_at, m.search_vector FROM conversations_message m"
+        "SELECT m.id, m.created_at, m.search_vector, m.content FROM conversations_message m"
         " JOIN conversations_conversation c ON c.id = m.conversation_id"
         f" WHERE c.owner_id = %s{message_filters}{page_filter}"
     )
@@ -215,15 +244,15 @@ def _postgres_queries(user, terms, filters, after) -> tuple[_Query, _Query, _Que
     recent = (
         outer.format(
             f"SELECT m.id FROM ({mine}{order} LIMIT %s) m"
-            f" WHERE m.search_vector @@ {tsquery}{order} LIMIT %s"
+            f" WHERE m.search_vector @@ {tsquery}{written}{order} LIMIT %s"
         ),
-        [*mine_params, PG_WINDOW, *tsquery_params, MESSAGE_HIT_LIMIT + 1],
+        [*mine_params, PG_WINDOW, *tsquery_params, *written_params, MESSAGE_HIT_LIMIT + 1],
     )
     # MATERIALIZED keeps PostgreSQL from walking the index instead of using GIN.
     everything = (
-        f"WITH matches AS MATERIALIZED ({mine} AND m.search_vector @@ {tsquery}) "
+        f"WITH matches AS MATERIALIZED ({mine} AND m.search_vector @@ {tsquery}{written}) "
         + outer.format(f"SELECT m.id FROM matches m{order} LIMIT %s"),
-        [*mine_params, *tsquery_params, MESSAGE_HIT_LIMIT + 1],
+        [*mine_params, *tsquery_params, *written_params, MESSAGE_HIT_LIMIT + 1],
     )
     return titles, recent, everything
 
@@ -321,39 +350,45 @@ def has_search_index() -> bool:
 
 
 def _message_ids_sql(terms: list[str]) -> _Query:
+    written, written_params = _written_sql(terms, "m.content")
     if connection.vendor == "postgresql":
         tsquery, tsquery_params = _tsquery_sql(terms)
         return (
-            f"SELECT m.id FROM conversations_message m WHERE m.search_vector @@ {tsquery}",
-            tsquery_params,
+            f"SELECT m.id FROM conversations_message m WHERE m.search_vector @@ {tsquery}"
+            + written,
+            [*tsquery_params, *written_params],
         )
     return (
         "SELECT k.message_id FROM conversations_message_fts f"
         " JOIN conversations_message_search_key k ON k.id = f.rowid"
-        " WHERE conversations_message_fts MATCH %s",
-        [_fts5_match(terms)],
+        " JOIN conversations_message m ON m.id = k.message_id"
+        " WHERE conversations_message_fts MATCH %s" + written,
+        [_fts5_match(terms), *written_params],
     )
 
 
 def _conversation_ids_sql(terms: list[str]) -> _Query:
     """Conversations whose title matches, or that hold a matching message."""
     messages_sql, messages_params = _message_ids_sql(terms)
+    written, written_params = _written_sql(terms, "c.title")
     if connection.vendor == "postgresql":
         tsquery, titles_params = _tsquery_sql(terms)
         titles_sql = (
             f"SELECT c.id FROM conversations_conversation c WHERE c.search_vector @@ {tsquery}"
+            + written
         )
     else:
         titles_sql = (
             "SELECT k.conversation_id FROM conversations_conversation_fts f"
             " JOIN conversations_conversation_search_key k ON k.id = f.rowid"
-            " WHERE conversations_conversation_fts MATCH %s"
+            " JOIN conversations_conversation c ON c.id = k.conversation_id"
+            " WHERE conversations_conversation_fts MATCH %s" + written
         )
         titles_params = [_fts5_match(terms)]
     return (
         f"{titles_sql} UNION SELECT hit.conversation_id FROM conversations_message hit"
         f" WHERE hit.id IN ({messages_sql})",
-        [*titles_params, *messages_params],
+        [*titles_params, *written_params, *messages_params],
     )
 
 

@@ -43,12 +43,16 @@ def _fold(text: str) -> str:
 
 def terms_pattern(terms: list[str]) -> re.Pattern[str] | None:
     """A pattern for where any of `terms` (search_terms's output) occurs in folded text: each
-    term's words in order with only separators between them, none of them part of a longer
-    word."""
+    term's words in order with only separators between them (an identifier's own separators),
+    none of them part of a longer word."""
     alternatives = []
     for term in terms:
-        words = WORD_RE.findall(_fold(term))
-        if words:
+        folded = _fold(term)
+        words = WORD_RE.findall(folded)
+        if " " not in folded and len(words) > 1:
+            # An identifier (`fn_12`) matches only as written (search._written_sql).
+            alternatives.append(re.escape(folded))
+        elif words:
             alternatives.append(r"[\W_]+".join(re.escape(word) for word in words))
     if not alternatives:
         return None

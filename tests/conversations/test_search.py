@@ -63,6 +63,7 @@ def test_identifiers_match_as_written_never_as_prefixes(ada):
     _message(chat, "version 3.11 is out")
     dotted = _message(chat, "open settings.py and version 3.1")
 
+    _message(chat, "fn 12 and fn-12 are not it")
     assert [h.message_id for h in search_for_user(user=ada, query="fn_12").hits] == [exact.id]
     assert "<mark>fn_12</mark>" in search_for_user(user=ada, query="fn_12").hits[0].snippet_html
     assert search_for_user(user=ada, query="fn_129").hits == []
@@ -70,6 +71,21 @@ def test_identifiers_match_as_written_never_as_prefixes(ada):
     assert [h.message_id for h in search_for_user(user=ada, query="settings.py").hits] == [
         dotted.id
     ]
+
+
+def test_admin_search_follows_the_same_rules(ada, grace):
+    from conversations.search import conversations_matching, messages_matching
+
+    chat = _conversation(ada, "about fn_12")
+    exact = _message(chat, "fn_12 here")
+    other = _conversation(grace, "fn_1296 and fn 12")
+    _message(other, "fn_1296, fn.12 and 1296")
+
+    found = messages_matching(messages=Message.objects.all(), query="fn_12")
+    assert list(found) == [exact]
+    assert list(
+        conversations_matching(conversations=Conversation.objects.all(), query="fn_12")
+    ) == [chat]
 
 
 def test_quoted_words_match_as_a_phrase(ada):
