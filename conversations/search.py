@@ -16,9 +16,12 @@ conversations); PostgreSQL looks through the user's newest messages by an index 
 id), and only when they hold less than a page, sorts every match from the GIN index (few, then).
 Each page ends with a cursor to the next (keyset pagination: every page costs the same, however
 deep).
+
+A term matches whole words, never prefixes; an identifier (`fn_12`) matches as written, a
+"quoted phrase" as a phrase (search_terms). Snippets are made from the page's rows in Python
+(conversations.snippets), not by the databases, so they show text, not Markdown.
 """
 
-import html
 import re
 import uuid
 from dataclasses import dataclass
@@ -30,11 +33,13 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from conversations.models import Conversation, Message
+from conversations.snippets import WORD_RE, snippet_html
 
-# Markers that the database puts around matched words; they cannot survive html.escape in a
-# message, so they are unambiguous when we swap them for <mark>.
-_START, _STOP = "\x02", "\x03"
-_WORD_RE = re.compile(r"[^\W_]+")
+# A query's terms: "quoted phrases" and runs of other characters between spaces.
+_QUERY_RE = re.compile(r'"([^"]*)"|([^\s"]+)')
+# Punctuation around a term ("word," or "(word)") is not part of it.
+_EDGES_RE = re.compile(r"^[\W_]+|[\W_]+$")
+MAX_TERMS = 20
 MESSAGE_HIT_LIMIT = 50
 TITLE_HIT_LIMIT = 10
 # PostgreSQL: how many of the user's newest messages are looked at before every match is.
@@ -75,39 +80,53 @@ class SearchHit:
 
 
 def search_terms(query: str) -> list[str]:
-    """The words of a query; punctuation and operators are dropped so no user input can form a
-    syntax error (or an operator) in the database's query language."""
-    return [word.lower() for word in _WORD_RE.findall(query)][:20]
+    """The terms of a query, lowercased, as written: each "quoted phrase" and each other run of
+    characters between spaces (an identifier such as `fn_12` or `settings.py` is one term),
+    without the punctuation around it; those without a word are dropped. Every term must match,
+    as a whole: its words in order, next to each other, never as prefixes of longer words
+    ("fn_12" does not find "fn_1296"). Terms are handed to the databases only as data, so no
+    input can form a syntax error or an operator in their query languages."""
+    terms = []
+    for phrase, word in _QUERY_RE.findall(query):
+        term = _EDGES_RE.sub("", " ".join(phrase.split()) if phrase else word).lower()
+        if WORD_RE.search(term):
+            terms.append(term)
+    return terms[:MAX_TERMS]
+
+
+def _written_sql(terms: list[str], column: str) -> tuple[str, list]:
+    """A condition that each identifier among `terms` (a term of several words with no space,
+    such as `fn_12` or `3.1`) appears in `column` as written: the index finds its words next to
+    each other, which "fn 12" or "fn-12" also are. Checked only on the rows the index found."""
+    sql, params = [], []
+    for term in terms:
+        if " " in term or len(WORD_RE.findall(term)) < 2:
+            continue
+        if connection.vendor == "postgresql":
+            # A backslash before a character that is not a letter or digit makes it literal in
+            # PostgreSQL's regular expressions.
+            written = "".join(c if c.isalnum() else f"\\{c}" for c in term)
+            sql.append(f" AND {column} ~* %s")
+            params.append(f"(^|[^[:alnum:]]){written}($|[^[:alnum:]])")
+        else:
+            # Django gives SQLite a REGEXP function (Python's re).
+            sql.append(f" AND {column} REGEXP %s")
+            params.append(rf"(?i)(?<![^\W_]){re.escape(term)}(?![^\W_])")
+    return "".join(sql), params
 
 
 def _fts5_match(terms: list[str]) -> str:
-    """SQLite's FTS5 query for `terms`: every word must match, each as a prefix."""
-    return " ".join(f'"{term}"*' for term in terms)
+    """SQLite's FTS5 query for `terms`: each a phrase of its words (the words its tokenizer
+    makes of it), no prefix matching; every phrase must match."""
+    return " ".join('"' + " ".join(WORD_RE.findall(term)) + '"' for term in terms)
 
 
-def _tsquery(terms: list[str]) -> str:
-    """PostgreSQL's tsquery for `terms`: every word must match, each as a prefix."""
-    return " & ".join(f"{term}:*" for term in terms)
-
-
-def highlight_snippet(snippet: str) -> str:
-    """Escape a snippet and turn the database's match markers into balanced <mark> elements."""
-    out: list[str] = []
-    open_mark = False
-    for part in re.split(f"([{_START}{_STOP}])", snippet):
-        if part == _START:
-            if not open_mark:
-                out.append("<mark>")
-                open_mark = True
-        elif part == _STOP:
-            if open_mark:
-                out.append("</mark>")
-                open_mark = False
-        else:
-            out.append(html.escape(part))
-    if open_mark:
-        out.append("</mark>")
-    return "".join(out)
+def _tsquery_sql(terms: list[str]) -> tuple[str, list]:
+    """PostgreSQL's tsquery for `terms`, as SQL and parameters: each term parsed by the same
+    parser as the indexed text (which keeps `settings.py` or `3.1` as one token) into a phrase,
+    no prefix matching; every phrase must match."""
+    sql = " && ".join("phraseto_tsquery(%s, %s)" for _ in terms)
+    return f"({sql})", [value for term in terms for value in (PG_CONFIG, term)]
 
 
 def _uuid(value) -> uuid.UUID:
@@ -158,27 +177,27 @@ def _sqlite_queries(user, terms, filters, after: int | None) -> tuple[_Query, _Q
     match = _fts5_match(terms)
     title_filters, title_params = _filter_sql(filters, stamp="c.updated_at")
     message_filters, message_params = _filter_sql(filters, stamp="m.created_at")
+    title_written, title_written_params = _written_sql(terms, "c.title")
+    written, written_params = _written_sql(terms, "m.content")
     titles = (
-        "SELECT c.id, c.title,"
-        " snippet(conversations_conversation_fts, 0, char(2), char(3), '…', 16)"
-        " FROM conversations_conversation_fts f"
+        "SELECT c.id, c.title FROM conversations_conversation_fts f"
         " JOIN conversations_conversation_search_key k ON k.id = f.rowid"
         " JOIN conversations_conversation c ON c.id = k.conversation_id"
         " WHERE conversations_conversation_fts MATCH %s AND c.owner_id = %s"
-        f"{title_filters} ORDER BY f.rank LIMIT %s",
-        [match, user.pk, *title_params, TITLE_HIT_LIMIT],
+        f"{title_written}{title_filters} ORDER BY f.rank LIMIT %s",
+        [match, user.pk, *title_written_params, *title_params, TITLE_HIT_LIMIT],
     )
     page_filter, page_params = ("", []) if after is None else (" AND f.rowid < %s", [after])
     messages = (
         "SELECT m.id, m.conversation_id, m.role, m.created_at, m.provider, m.model, c.title,"
-        " snippet(conversations_message_fts, 0, char(2), char(3), '…', 24), f.rowid"
+        " m.content, f.rowid"
         " FROM conversations_message_fts f"
         " JOIN conversations_message_search_key k ON k.id = f.rowid"
         " JOIN conversations_message m ON m.id = k.message_id"
         " JOIN conversations_conversation c ON c.id = m.conversation_id"
         f" WHERE conversations_message_fts MATCH %s{page_filter} AND c.owner_id = %s"
-        f"{message_filters} ORDER BY f.rowid DESC LIMIT %s",
-        [match, *page_params, user.pk, *message_params, MESSAGE_HIT_LIMIT + 1],
+        f"{written}{message_filters} ORDER BY f.rowid DESC LIMIT %s",
+        [match, *page_params, user.pk, *written_params, *message_params, MESSAGE_HIT_LIMIT + 1],
     )
     return titles, messages
 
@@ -187,60 +206,58 @@ def _postgres_queries(user, terms, filters, after) -> tuple[_Query, _Query, _Que
     """The title query and two message queries (SQL and parameters) of search_for_user.
 
     Which plan is fast depends on how common the words are, and PostgreSQL's estimate for a
-    prefix query is too rough to choose (a rare word walked a million rows). So the first
+    text query is too rough to choose (a rare word walked a million rows). So the first
     message query looks only at the user's newest PG_WINDOW messages, through the (created_at,
     id) index: a common word fills a page there. When it does not, the page is exact only from
     the second query, which takes every match from the GIN index and sorts them: few, since
     the word is rare among the newest."""
-    tsquery = _tsquery(terms)
-    options = f"StartSel={_START}, StopSel={_STOP}, MaxWords=35, MinWords=15"
+    tsquery, tsquery_params = _tsquery_sql(terms)
     title_filters, title_params = _filter_sql(filters, stamp="c.updated_at")
     message_filters, message_params = _filter_sql(filters, stamp="m.created_at")
+    title_written, title_written_params = _written_sql(terms, "c.title")
+    written, written_params = _written_sql(terms, "m.content")
     titles = (
-        "SELECT c.id, c.title, ts_headline(%s, c.title, q, %s)"
-        " FROM conversations_conversation c, to_tsquery(%s, %s) q"
-        " WHERE c.search_vector @@ q AND c.owner_id = %s"
-        f"{title_filters} ORDER BY ts_rank(c.search_vector, q) DESC, c.updated_at DESC"
-        " LIMIT %s",
-        [PG_CONFIG, options, PG_CONFIG, tsquery, user.pk, *title_params, TITLE_HIT_LIMIT],
+        "SELECT c.id, c.title FROM conversations_conversation c,"
+        f" (SELECT {tsquery} AS q) t WHERE c.search_vector @@ t.q AND c.owner_id = %s"
+        f"{title_written}{title_filters}"
+        " ORDER BY ts_rank(c.search_vector, t.q) DESC, c.updated_at DESC LIMIT %s",
+        [*tsquery_params, user.pk, *title_written_params, *title_params, TITLE_HIT_LIMIT],
     )
     page_filter, page_params = "", []
     if after is not None:
         page_filter = " AND (m.created_at, m.id) < (%s, %s)"
         page_params = [after[0], after[1]]
     mine = (
-        "SELECT m.id, m.created_at, m.search_vector FROM conversations_message m"
+        "SELECT m.id, m.created_at, m.search_vector, m.content FROM conversations_message m"
         " JOIN conversations_conversation c ON c.id = m.conversation_id"
         f" WHERE c.owner_id = %s{message_filters}{page_filter}"
     )
     mine_params = [user.pk, *message_params, *page_params]
     order = " ORDER BY m.created_at DESC, m.id DESC"
-    # The headline is computed in the outer query so only the page's rows pay for it.
     outer = (
         "SELECT m.id, m.conversation_id, m.role, m.created_at, m.provider, m.model, c.title,"
-        " ts_headline(%s, m.content, to_tsquery(%s, %s), %s), NULL"
+        " m.content, NULL"
         " FROM ({}) top"
         " JOIN conversations_message m ON m.id = top.id"
         " JOIN conversations_conversation c ON c.id = m.conversation_id" + order
     )
-    head = [PG_CONFIG, PG_CONFIG, tsquery, options]
     recent = (
         outer.format(
             f"SELECT m.id FROM ({mine}{order} LIMIT %s) m"
-            f" WHERE m.search_vector @@ to_tsquery(%s, %s){order} LIMIT %s"
+            f" WHERE m.search_vector @@ {tsquery}{written}{order} LIMIT %s"
         ),
-        [*head, *mine_params, PG_WINDOW, PG_CONFIG, tsquery, MESSAGE_HIT_LIMIT + 1],
+        [*mine_params, PG_WINDOW, *tsquery_params, *written_params, MESSAGE_HIT_LIMIT + 1],
     )
     # MATERIALIZED keeps PostgreSQL from walking the index instead of using GIN.
     everything = (
-        f"WITH matches AS MATERIALIZED ({mine} AND m.search_vector @@ to_tsquery(%s, %s)) "
+        f"WITH matches AS MATERIALIZED ({mine} AND m.search_vector @@ {tsquery}{written}) "
         + outer.format(f"SELECT m.id FROM matches m{order} LIMIT %s"),
-        [*mine_params, PG_CONFIG, tsquery, *head, MESSAGE_HIT_LIMIT + 1],
+        [*mine_params, *tsquery_params, *written_params, MESSAGE_HIT_LIMIT + 1],
     )
     return titles, recent, everything
 
 
-def _title_hit(conversation_id, title, snippet) -> SearchHit:
+def _title_hit(terms, conversation_id, title) -> SearchHit:
     return SearchHit(
         conversation_id=_uuid(conversation_id),
         conversation_title=title,
@@ -249,11 +266,11 @@ def _title_hit(conversation_id, title, snippet) -> SearchHit:
         created_at=None,
         provider="",
         model="",
-        snippet_html=highlight_snippet(snippet or ""),
+        snippet_html=snippet_html(markdown=title or "", terms=terms),
     )
 
 
-def _message_hit(ident, conversation_id, role, created_at, provider, model, title, snippet):
+def _message_hit(terms, ident, conversation_id, role, created_at, provider, model, title, content):
     return SearchHit(
         conversation_id=_uuid(conversation_id),
         conversation_title=title,
@@ -262,7 +279,7 @@ def _message_hit(ident, conversation_id, role, created_at, provider, model, titl
         created_at=_datetime(created_at),
         provider=provider,
         model=model,
-        snippet_html=highlight_snippet(snippet or ""),
+        snippet_html=snippet_html(markdown=content or "", terms=terms),
     )
 
 
@@ -290,14 +307,14 @@ def search_for_user(
     with connection.cursor() as db:
         if after is None:
             db.execute(*titles)
-            hits = [_title_hit(*row) for row in db.fetchall()]
+            hits = [_title_hit(terms, *row) for row in db.fetchall()]
         db.execute(*messages)
         rows = db.fetchall()
         if fallback is not None and len(rows) <= MESSAGE_HIT_LIMIT:
             db.execute(*fallback)
             rows = db.fetchall()
     page = rows[:MESSAGE_HIT_LIMIT]
-    hits.extend(_message_hit(*row[:-1]) for row in page)
+    hits.extend(_message_hit(terms, *row[:-1]) for row in page)
     more = len(rows) > MESSAGE_HIT_LIMIT
     return SearchPage(hits=hits, next_cursor=_cursor_of(page[-1]) if more else None)
 
@@ -326,46 +343,52 @@ def _cursor_parse(cursor: str):
 
 # For the admin, which searches every user's rows and pages through every match, where
 # search_for_user returns one owner's top hits with snippets: id subqueries over the same index,
-# with the same word rules (search_terms, prefix matching, every word must match).
+# with the same rules (search_terms: whole words and phrases, every term must match).
 def has_search_index() -> bool:
     """Whether this database has the full-text index (the migration builds it only on these)."""
     return connection.vendor in {"postgresql", "sqlite"}
 
 
 def _message_ids_sql(terms: list[str]) -> _Query:
+    written, written_params = _written_sql(terms, "m.content")
     if connection.vendor == "postgresql":
+        tsquery, tsquery_params = _tsquery_sql(terms)
         return (
-            "SELECT m.id FROM conversations_message m WHERE m.search_vector @@ to_tsquery(%s, %s)",
-            [PG_CONFIG, _tsquery(terms)],
+            f"SELECT m.id FROM conversations_message m WHERE m.search_vector @@ {tsquery}"
+            + written,
+            [*tsquery_params, *written_params],
         )
     return (
         "SELECT k.message_id FROM conversations_message_fts f"
         " JOIN conversations_message_search_key k ON k.id = f.rowid"
-        " WHERE conversations_message_fts MATCH %s",
-        [_fts5_match(terms)],
+        " JOIN conversations_message m ON m.id = k.message_id"
+        " WHERE conversations_message_fts MATCH %s" + written,
+        [_fts5_match(terms), *written_params],
     )
 
 
 def _conversation_ids_sql(terms: list[str]) -> _Query:
     """Conversations whose title matches, or that hold a matching message."""
     messages_sql, messages_params = _message_ids_sql(terms)
+    written, written_params = _written_sql(terms, "c.title")
     if connection.vendor == "postgresql":
+        tsquery, titles_params = _tsquery_sql(terms)
         titles_sql = (
-            "SELECT c.id FROM conversations_conversation c"
-            " WHERE c.search_vector @@ to_tsquery(%s, %s)"
+            f"SELECT c.id FROM conversations_conversation c WHERE c.search_vector @@ {tsquery}"
+            + written
         )
-        titles_params = [PG_CONFIG, _tsquery(terms)]
     else:
         titles_sql = (
             "SELECT k.conversation_id FROM conversations_conversation_fts f"
             " JOIN conversations_conversation_search_key k ON k.id = f.rowid"
-            " WHERE conversations_conversation_fts MATCH %s"
+            " JOIN conversations_conversation c ON c.id = k.conversation_id"
+            " WHERE conversations_conversation_fts MATCH %s" + written
         )
         titles_params = [_fts5_match(terms)]
     return (
         f"{titles_sql} UNION SELECT hit.conversation_id FROM conversations_message hit"
         f" WHERE hit.id IN ({messages_sql})",
-        [*titles_params, *messages_params],
+        [*titles_params, *written_params, *messages_params],
     )
 
 

@@ -415,6 +415,13 @@ def _next_search_page(request, cursor: str | None) -> str | None:
     return f"{request.path}?{query.urlencode()}"
 
 
+def _first_search_page(request) -> str:
+    """The link to the same search's first page (its newest hits)."""
+    query = request.GET.copy()
+    query.pop("after", None)
+    return f"{request.path}?{query.urlencode()}"
+
+
 @require_POST
 def render_preview(request):
     """The sanitised HTML of an answer's text so far, for the script to show while it streams.
@@ -459,6 +466,7 @@ def history(request):
             "searched": page is not None,
             "next_page": _next_search_page(request, page.next_cursor) if page else None,
             "first_page": page is not None and not form.cleaned_data["after"],
+            "first_page_link": _first_search_page(request),
             "provider_names": [target["name"] for target in targets],
             "model_names": sorted({model for target in targets for model in target["models"]}),
         },

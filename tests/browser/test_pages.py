@@ -68,6 +68,49 @@ def test_search_history_and_open_a_hit_at_its_message(open_page, user):
     expect(message).to_contain_text("quokka")
 
 
+def test_search_shows_text_not_markdown_and_pages_without_javascript(
+    playwright_browser, chat_server, user
+):
+    from django.test import Client
+
+    chat = make.conversation(user, "Identifiers")
+    make.chain(chat, [f"step {index} calls fn_12" for index in range(55)])
+    make.chain(chat, ["fn_1296 is another one, and so is 1296"])
+    make.chain(
+        chat, ["# Notes\n\n```python\nfn_12(**options)\n```\n\n| call | **fn_12** |\n|--|--|\n"]
+    )
+    context = playwright_browser.new_context(base_url=chat_server.url, java_script_enabled=False)
+    client = Client()
+    client.force_login(user)
+    context.add_cookies(
+        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": chat_server.url}]
+    )
+    page = context.new_page()
+    try:
+        page.goto("/history/")
+        page.get_by_label("Search your conversations").fill("fn_12")
+        page.get_by_role("button", name="Search").click()
+
+        expect(page.locator(".results-count")).to_have_text("50+ results, newest first")
+        snippets = page.locator(".hit-snippet")
+        expect(snippets).to_have_count(50)
+        expect(snippets.first).to_have_text("Notes fn_12(**options) call fn_12")
+        expect(snippets.first.locator("mark")).to_have_text(["fn_12", "fn_12"])
+        assert "1296" not in page.locator(".hits").inner_text()
+
+        page.get_by_role("link", name="More results").click()
+        expect(page.locator(".results-count")).to_have_text("More results, older")
+        expect(snippets).to_have_count(6)
+        expect(snippets.last).to_have_text("step 0 calls fn_12")
+        expect(page.get_by_role("link", name="More results")).to_have_count(0)
+
+        page.get_by_role("link", name="Newest results").click()
+        expect(snippets).to_have_count(50)
+        expect(snippets.first).to_have_text("Notes fn_12(**options) call fn_12")
+    finally:
+        context.close()
+
+
 def test_older_messages_load_on_scroll_and_the_reading_position_stays(open_page, user):
     chat = make.conversation(user, "Long talk")
     rows = make.chain(chat, [f"message number {index}" for index in range(120)])

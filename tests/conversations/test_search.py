@@ -10,7 +10,6 @@ from conversations.search import (
     MESSAGE_HIT_LIMIT,
     SearchFilters,
     SearchPage,
-    highlight_snippet,
     search_for_user,
     search_terms,
 )
@@ -40,14 +39,84 @@ def test_finds_a_message_by_a_word_and_marks_it(ada):
     assert "<mark>dough</mark>" in hits[0].snippet_html
 
 
-def test_words_match_as_prefixes_and_all_words_must_match(ada):
+def _found(user, query: str) -> set[str]:
+    return {h.snippet_html for h in search_for_user(user=user, query=query).hits}
+
+
+def test_words_match_whole_words_and_all_words_must_match(ada):
     chat = _conversation(ada)
     both = _message(chat, "Streaming answers over websockets")
     _message(chat, "Streaming only")
 
-    assert [h.message_id for h in search_for_user(user=ada, query="stream websock").hits] == [
+    assert [h.message_id for h in search_for_user(user=ada, query="streaming websockets").hits] == [
         both.id
     ]
+    # A prefix is not a word.
+    assert search_for_user(user=ada, query="stream websock").hits == []
+
+
+def test_identifiers_match_as_written_never_as_prefixes(ada):
+    chat = _conversation(ada)
+    _message(chat, "call fn_1296 first")
+    _message(chat, "the answer is 1296")
+    exact = _message(chat, "then call fn_12 again")
+    _message(chat, "version 3.11 is out")
+    dotted = _message(chat, "open settings.py and version 3.1")
+
+    _message(chat, "fn 12 and fn-12 are not it")
+    assert [h.message_id for h in search_for_user(user=ada, query="fn_12").hits] == [exact.id]
+    assert "<mark>fn_12</mark>" in search_for_user(user=ada, query="fn_12").hits[0].snippet_html
+    assert search_for_user(user=ada, query="fn_129").hits == []
+    assert [h.message_id for h in search_for_user(user=ada, query="3.1").hits] == [dotted.id]
+    assert [h.message_id for h in search_for_user(user=ada, query="settings.py").hits] == [
+        dotted.id
+    ]
+
+
+def test_admin_search_follows_the_same_rules(ada, grace):
+    from conversations.search import conversations_matching, messages_matching
+
+    chat = _conversation(ada, "about fn_12")
+    exact = _message(chat, "fn_12 here")
+    other = _conversation(grace, "fn_1296 and fn 12")
+    _message(other, "fn_1296, fn.12 and 1296")
+
+    found = messages_matching(messages=Message.objects.all(), query="fn_12")
+    assert list(found) == [exact]
+    assert list(
+        conversations_matching(conversations=Conversation.objects.all(), query="fn_12")
+    ) == [chat]
+
+
+def test_quoted_words_match_as_a_phrase(ada):
+    chat = _conversation(ada)
+    phrase = _message(chat, "a red apple and a green pear")
+    _message(chat, "a green apple and a red pear")
+
+    hits = search_for_user(user=ada, query='"red apple"').hits
+    assert [h.message_id for h in hits] == [phrase.id]
+    assert "<mark>red apple</mark>" in hits[0].snippet_html
+    unquoted = search_for_user(user=ada, query="red apple").hits
+    assert len(unquoted) == 2
+
+
+def test_snippets_show_the_text_of_markdown_not_its_syntax(ada):
+    chat = _conversation(ada)
+    _message(
+        chat,
+        "# Setup steps\n\nFirst **install** the `quokka` tool:\n\n"
+        "```python\nimport quokka  # fetch it\nquokka.run()\n```\n\n"
+        "| Name | Value |\n|------|-------|\n| quokka | 3 < 4 |\n",
+    )
+
+    snippet = search_for_user(user=ada, query="quokka").hits[0].snippet_html
+
+    for syntax in ("```", "**", "# Setup", "|", "---", "`"):
+        assert syntax not in snippet, (syntax, snippet)
+    assert "Setup steps First install the <mark>quokka</mark> tool:" in snippet
+    # Code still matches, shown as text.
+    assert "import <mark>quokka</mark>" in snippet
+    assert "3 &lt; 4" in snippet
 
 
 def test_finds_conversations_by_title(ada):
@@ -89,7 +158,7 @@ def test_query_syntax_characters_never_cause_errors(ada, query):
 
 def test_query_without_words_finds_nothing(ada):
     assert search_for_user(user=ada, query="  !!! ").hits == []
-    assert search_terms("Hello, wörld_2!") == ["hello", "wörld", "2"]
+    assert search_terms('Hello, wörld_2! "a  phrase" -') == ["hello", "wörld_2", "a phrase"]
 
 
 def test_snippet_escapes_message_html(ada):
@@ -98,11 +167,6 @@ def test_snippet_escapes_message_html(ada):
     snippet = search_for_user(user=ada, query="payload").hits[0].snippet_html
     assert "<script" not in snippet
     assert "3 &amp; 4 &lt; 5" in snippet
-
-
-def test_highlight_snippet_balances_marks():
-    assert highlight_snippet("\x02a\x03 <b> \x02c") == "<mark>a</mark> &lt;b&gt; <mark>c</mark>"
-    assert highlight_snippet("\x03x\x02\x02y") == "x<mark>y</mark>"
 
 
 def test_filters_by_provider_and_model_of_the_conversation(ada):

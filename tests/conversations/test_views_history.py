@@ -119,8 +119,22 @@ def test_more_results_link_to_the_next_page_of_the_same_search(signed_in, ada):
 
     assert second.status_code == 200
     assert 'rel="next"' not in html
+    back = re.search(r'<a class="button" href="([^"]+)">Newest results</a>', html)
+    assert back is not None and "after=" not in back[1]
+    assert "Newest results" not in first
     shown = re.findall(r"\?m=([0-9a-f-]+)#", first + html)
     assert shown == [str(row.id) for row in reversed(rows)]
+
+
+def test_snippets_show_markdown_as_text_with_the_term_marked(signed_in, ada):
+    chat = make.conversation(ada)
+    make.chain(chat, ["## Plan\n\n```sh\nrun fn_12 <now>\n```\n\n| a | **fn_12** |\n|---|---|\n"])
+    make.chain(chat, ["fn_1296 and 1296 are other things"])
+
+    html = signed_in.get("/history/", {"q": "fn_12"}).content.decode()
+
+    snippets = re.findall(r'<span class="hit-snippet">(.*?)</span>', html)
+    assert snippets == ["Plan run <mark>fn_12</mark> &lt;now&gt; a <mark>fn_12</mark>"]
 
 
 def test_a_page_link_that_no_search_gave_is_an_error(signed_in, ada):
