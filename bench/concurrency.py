@@ -16,6 +16,8 @@ from bench.harness import Stream, median, percentile
 TOKENS = 100
 INTERVAL_MS = 50
 SIZES = (50, 200, 500, 1000)
+# Sizes also run on two server processes in services mode (the design's way past one core).
+SCALE_OUT_SIZES = (500, 1000)
 # Sockets opened at once before the run (opening is not what is measured).
 CONNECT_BATCH = 100
 
@@ -30,7 +32,9 @@ async def run_ours(site: harness.Site, size: int) -> tuple[list[Stream], float, 
     sockets = []
     for start in range(0, size, CONNECT_BATCH):
         batch = min(CONNECT_BATCH, size - start)
-        sockets += await asyncio.gather(*(harness.ours_open(site) for _ in range(batch)))
+        sockets += await asyncio.gather(
+            *(harness.ours_open(site, index) for index in range(start, start + batch))
+        )
     streams = [Stream(tokens=TOKENS, interval_ms=INTERVAL_MS) for _ in range(size)]
     peak = site.rss_mb()
     cpu_before = site.cpu_seconds()
@@ -88,6 +92,14 @@ def measure(mode: str, upstream_url: str, size: int) -> tuple[list[list[str]], d
         row("direct", limit, limit, ["—", "—"]),
         row("ours", ours, limit, [f"{cpu * 1000:.0f} ms", f"{peak:.0f} MB"]),
     ]
+    if mode == "services" and size in SCALE_OUT_SIZES:
+        # The same streams over two server processes (sockets split between them, as a load
+        # balancer would): what a second process adds.
+        with harness.site(mode, upstream_url, processes=2) as site:
+            two, cpu2, peak2 = asyncio.run(run_ours(site, size))
+        rows.append(
+            row("ours, 2 processes", two, limit, [f"{cpu2 * 1000:.0f} ms", f"{peak2:.0f} MB"])
+        )
     target = harness.openwebui()
     if target:
         theirs = asyncio.run(run_clients(size, lambda s: harness.openwebui_stream(target, s)))
@@ -138,7 +150,8 @@ def main() -> None:
     ]
     parts = [
         "## Many streams at once\n",
-        f"N streams sent at once, each {TOKENS} tokens at 20 tok/s, on one server process. "
+        f"N streams sent at once, each {TOKENS} tokens at 20 tok/s, on one server process "
+        "(and, in services mode at N = 500 and 1,000, also on two). "
         "*Late by*: the last token's arrival after the upstream's schedule (send time + 5 s). "
         "The bench's own clients share the machine with the server.\n",
     ]

@@ -74,25 +74,35 @@ def modes() -> list[str]:
 
 @dataclass
 class Site:
-    url: str
+    """One or more server processes sharing one database (and Redis, in services mode)."""
+
+    urls: list[str]
     cookie: str
-    pid: int
+    pids: list[int]
     mode: str
 
     @property
-    def ws_url(self) -> str:
-        return self.url.replace("http://", "ws://") + "/ws/chat/"
+    def url(self) -> str:
+        return self.urls[0]
+
+    def ws_url(self, index: int = 0) -> str:
+        return self.urls[index % len(self.urls)].replace("http://", "ws://") + "/ws/chat/"
 
     def cpu_seconds(self) -> float:
-        """User + system CPU the server process has used so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU the server processes have used so far."""
+        total = 0
+        for pid in self.pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        total = 0.0
+        for pid in self.pids:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+        return total
 
 
 def _site_env(mode: str, scratch: str, port: int) -> dict[str, str]:
@@ -124,12 +134,13 @@ def _site_env(mode: str, scratch: str, port: int) -> dict[str, str]:
 
 
 @contextmanager
-def site(mode: str, upstream_url: str, **settings: str) -> Iterator[Site]:
+def site(mode: str, upstream_url: str, *, processes: int = 1, **settings: str) -> Iterator[Site]:
     """A fresh server (`manage.py serve`) in `mode`, its database prepared; `settings` are extra
-    environment variables."""
+    environment variables. With `processes` > 1, that many servers on ports of their own share
+    the database (and, in services mode, Redis), as behind a load balancer."""
     scratch = tempfile.mkdtemp(prefix="chat-bench-")
-    port = free_port()
-    env = _site_env(mode, scratch, port) | settings
+    ports = [free_port() for _ in range(processes)]
+    env = _site_env(mode, scratch, ports[0]) | settings
     cookie = subprocess.run(
         [sys.executable, "-m", "bench.prepare", upstream_url],
         cwd=ROOT,
@@ -138,32 +149,40 @@ def site(mode: str, upstream_url: str, **settings: str) -> Iterator[Site]:
         capture_output=True,
         text=True,
     ).stdout.strip()
-    log = open(Path(scratch) / "server.log", "wb")
-    command = [sys.executable, "manage.py", "serve", "--port", str(port)]
-    if os.environ.get("BENCH_PROFILE"):
-        # Daphne itself under cProfile, writing BENCH_PROFILE when the server stops.
-        command = [sys.executable, "-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]]
-        command += ["-m", "daphne", "--bind", "127.0.0.1", "--port", str(port)]
-        command += ["chatsite.asgi:application"]
-    process = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    servers: list[tuple[subprocess.Popen, Path]] = []
     try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_healthy(url, process, Path(scratch) / "server.log")
-        yield Site(url=url, cookie=cookie, pid=process.pid, mode=mode)
+        for index, port in enumerate(ports):
+            log_path = Path(scratch) / f"server-{index}.log"
+            command = [sys.executable, "manage.py", "serve", "--port", str(port)]
+            if os.environ.get("BENCH_PROFILE") and index == 0:
+                # Daphne itself under cProfile, writing BENCH_PROFILE when the server stops.
+                command = [sys.executable, "-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]]
+                command += ["-m", "daphne", "--bind", "127.0.0.1", "--port", str(port)]
+                command += ["chatsite.asgi:application"]
+            with open(log_path, "wb") as log:
+                process = subprocess.Popen(
+                    command,
+                    cwd=ROOT,
+                    env=env | {"PORT": str(port)},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            servers.append((process, log_path))
+        urls = [f"http://127.0.0.1:{port}" for port in ports]
+        for url, (process, log_path) in zip(urls, servers, strict=True):
+            _wait_healthy(url, process, log_path)
+        yield Site(
+            urls=urls, cookie=cookie, pids=[process.pid for process, _ in servers], mode=mode
+        )
     finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-        log.close()
+        for process, _ in servers:
+            process.terminate()
+        for process, _ in servers:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
 
 
 def _wait_healthy(url: str, process: subprocess.Popen, log: Path) -> None:
@@ -226,13 +245,15 @@ def prompt(tokens: int, interval_ms: float = 0) -> str:
     return f"tokens={tokens} interval_ms={interval_ms}"
 
 
-async def ours_open(site: Site):
+async def ours_open(site: Site, index: int = 0):
+    """A signed-in socket to the site's server number `index` (round robin over its servers)."""
     from websockets.asyncio.client import connect
 
+    url = site.urls[index % len(site.urls)]
     return await connect(
-        site.ws_url,
+        site.ws_url(index),
         additional_headers={"Cookie": site.cookie},
-        origin=site.url,
+        origin=url,
         compression=None,
         proxy=None,
         max_queue=None,
