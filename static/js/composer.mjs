@@ -4,7 +4,7 @@
 
 import { postForm } from "./http.mjs";
 import { lastMessage, page, showComposerError, state } from "./page.mjs";
-import { enqueue, stopAll } from "./socket.mjs";
+import { announceOutbox, enqueue, stopAll } from "./socket.mjs";
 import { sendOptions, splitTarget } from "./options.mjs";
 import { $, closeMenus, requestId } from "./ui.mjs";
 
@@ -77,6 +77,7 @@ export function giveBack(texts) {
   const waiting = state.outbox.drain();
   const all = [...texts, ...waiting, textarea.value].filter((text) => text && text.trim());
   textarea.value = all.join("\n\n");
+  announceOutbox(); // their pending bubbles go
 }
 
 // An `error` frame: a refused request's text comes back; the reason is shown.

@@ -8,8 +8,11 @@ import { outboxMaySend } from "./stream_state.mjs";
 
 export class Outbox {
   constructor() {
-    // Waiting requests: { content, frame() }, where frame() builds the request when it goes out.
+    // Waiting requests: { key, content, frame() }, where frame() builds the request when it goes
+    // out and `content` is what the user typed, shown as a pending bubble until then ("" for a
+    // request with nothing to show: an edit or a regenerate).
     this.items = [];
+    this.lastKey = 0;
     // request_id of the request sent last, until its answer has started.
     this.sending = null;
     // The request sent last, until it is answered or refused: { id, content }.
@@ -22,8 +25,24 @@ export class Outbox {
     return this.items.length;
   }
 
+  // Queues `item` ({ content, frame() }); returns its key, for cancel().
   add(item) {
-    this.items.push(item);
+    this.lastKey += 1;
+    this.items.push({ ...item, key: this.lastKey });
+    return this.lastKey;
+  }
+
+  // Takes a request out before it is sent; false if it is not waiting (already sent, say).
+  cancel(key) {
+    const index = this.items.findIndex((item) => item.key === key);
+    if (index < 0) return false;
+    this.items.splice(index, 1);
+    return true;
+  }
+
+  // What the page shows as not sent yet, oldest first: [{ key, content }].
+  pending() {
+    return this.items.filter((item) => item.content).map(({ key, content }) => ({ key, content }));
   }
 
   // The next request's frame if one may go out now (`open`: the socket is; `syncing`: a

@@ -7,6 +7,7 @@
  * cycle (each name would depend on the other's content). */
 
 import { composerErrorText, page, showComposerError, state } from "./page.mjs";
+import { renderPending, setUpPending } from "./pending.mjs";
 import { outboxNotice as outboxNoticeText, reconnectDelay } from "./stream_state.mjs";
 import { $, requestId } from "./ui.mjs";
 
@@ -107,13 +108,20 @@ export function flushOutbox() {
 
 let shownNotice = "";
 
+// Shows what waits in the outbox: its messages as pending bubbles, and a notice while offline.
 export function announceOutbox() {
+  renderPending(state.outbox.pending());
   const notice = outboxNoticeText(state.outbox.size, isOpen());
   // Only our own notice is replaced: an error shown meanwhile stays.
   const shown = composerErrorText();
   if (notice) showComposerError(notice);
   else if (shownNotice && shown === shownNotice) showComposerError("");
   shownNotice = notice;
+}
+
+// Cancels a message that waits in the outbox (its pending bubble's Cancel button).
+export function cancelQueued(key) {
+  if (state.outbox.cancel(key)) announceOutbox();
 }
 
 export function subscribe() {
@@ -164,6 +172,7 @@ function handleFrame(frame) {
 // `frameHandlers`: frame type -> function(frame); other types are ignored.
 export function setUpSocket(frameHandlers) {
   handlers = frameHandlers;
+  setUpPending({ cancelSend: cancelQueued });
   connection = document.getElementById("connection");
   window.addEventListener("online", () => {
     if (!state.socket) {

@@ -82,3 +82,25 @@ test("a refused request gives its text back once, and frees the outbox", () => {
   assert.deepEqual(outbox.drain(), ["then this"]);
   assert.equal(outbox.size, 0);
 });
+
+test("a waiting message shows as pending until it goes out, and can be cancelled until then", () => {
+  const outbox = new Outbox();
+  const first = outbox.add(sendItem("first"));
+  const edit = outbox.add({ content: "", frame: () => ({ type: "chat.edit", request_id: "e" }) });
+  const second = outbox.add(sendItem("second"));
+  assert.notEqual(first, second);
+  // An edit or a regenerate has no text of its own to show.
+  assert.deepEqual(outbox.pending(), [
+    { key: first, content: "first" },
+    { key: second, content: "second" },
+  ]);
+  assert.equal(outbox.cancel(first), true);
+  assert.equal(outbox.cancel(first), false);
+  assert.equal(outbox.take(READY).type, "chat.edit");
+  assert.equal(outbox.cancel(edit), false);
+  assert.deepEqual(outbox.pending(), [{ key: second, content: "second" }]);
+  outbox.started("e");
+  assert.equal(outbox.take(READY).content, "second");
+  assert.deepEqual(outbox.pending(), []);
+  assert.equal(outbox.cancel(second), false);
+});
