@@ -108,6 +108,7 @@ function typesetMath(scope) {
 
 function enhanceAnswers(scope) {
   addCodeCopyButtons(scope);
+  showTryAnother(scope);
   typesetMath(scope);
 }
 
@@ -477,6 +478,69 @@ function openEditor(element) {
   });
 }
 
+// A new answer in place of `element`'s, from the model the picker shows (saved first: the
+// server answers with the conversation's saved model).
+async function regenerate(element) {
+  if (state.streaming.size) return;
+  showComposerError("");
+  if (!(await saveSettings())) return;
+  enqueue({
+    content: "",
+    frame: () => ({ type: "chat.regenerate", message: element.dataset.id, request_id: requestId() }),
+  });
+}
+
+// "Try another model" on a failed answer: the model picker opens, and picking a model retries
+// the answer with it. Leaving the picker without a change leaves things as they were.
+let retryWithPick = null;
+
+function modelPicker() {
+  return $("select[name=target]", page.composer);
+}
+
+function hasOtherModels() {
+  const picker = modelPicker();
+  return Boolean(picker) && !picker.disabled && picker.options.length > 1;
+}
+
+function chooseModelFor(element) {
+  const picker = modelPicker();
+  if (!hasOtherModels()) return;
+  retryWithPick = element;
+  picker.closest(".model-picker").classList.add("is-choosing");
+  picker.focus();
+  try {
+    picker.showPicker();
+  } catch (error) {
+    /* No showPicker for selects here: the focused picker (highlighted) is the hint. */
+  }
+}
+
+function endChoosing() {
+  retryWithPick = null;
+  const picker = modelPicker();
+  if (picker) picker.closest(".model-picker").classList.remove("is-choosing");
+}
+
+function setUpModelChoice() {
+  const picker = modelPicker();
+  if (!picker) return;
+  // After the composer's own listener, which marks the settings as changed.
+  picker.addEventListener("change", () => {
+    const element = retryWithPick;
+    endChoosing();
+    if (element && element.isConnected) regenerate(element);
+  });
+  picker.addEventListener("blur", endChoosing);
+  showTryAnother(page.list);
+}
+
+// "Try another model" only where there is another model to try.
+function showTryAnother(scope) {
+  const others = hasOtherModels();
+  for (const button of $$('[data-action="try-another"]', scope)) button.hidden = !others;
+}
+
 async function onAction(event) {
   const button = event.target.closest("[data-action]");
   if (!button) return;
@@ -493,13 +557,10 @@ async function onAction(event) {
       break;
     }
     case "regenerate":
-      if (state.streaming.size) return;
-      showComposerError("");
-      if (!(await saveSettings())) return;
-      enqueue({
-        content: "",
-        frame: () => ({ type: "chat.regenerate", message: element.dataset.id, request_id: requestId() }),
-      });
+      await regenerate(element);
+      break;
+    case "try-another":
+      chooseModelFor(element);
       break;
     case "edit":
       openEditor(element);
@@ -536,6 +597,7 @@ export function setUpMessages() {
     { root: scroller, rootMargin: "300px 0px 0px 0px" },
   );
   list.addEventListener("click", onAction);
+  setUpModelChoice();
 
   enhanceAnswers(list);
   for (const element of $$('.message[data-status="streaming"]', list)) {
