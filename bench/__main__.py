@@ -4,7 +4,7 @@ docs/benchmarks.md from the sections they wrote.
 A scenario is a module of this package listed in SCENARIOS that defines `main()` and writes
 `docs/benchmarks/<name>.md`; `python -m bench.<name>` runs one alone. Other modules here
 (`soak`, `big_posts`, `import_contention`) are measurements of their own, run by hand or by
-`make soak`. `python -m bench --only
+`make soak`; `screenshots` writes the README's screenshots. `python -m bench --only
 single,stop` runs some; `--only none` only assembles the page again.
 """
 

@@ -37,3 +37,9 @@ export function outboxNotice(waiting, open) {
   const what = waiting === 1 ? "Your message" : waiting + " messages";
   return `Not connected. ${what} will be sent when the connection is back.`;
 }
+
+// Milliseconds before reconnecting after `attempts` failed tries: exponential backoff up to 15 s,
+// with jitter (`random` in [0, 1)) so that a restarted server is not hit by every tab at once.
+export function reconnectDelay(attempts, random) {
+  return Math.min(15000, 500 * 2 ** attempts) * (0.75 + random * 0.5);
+}

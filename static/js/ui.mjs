@@ -1,5 +1,9 @@
-/* Page-wide conveniences that know nothing of the chat: the clipboard, request ids, menus
- * (one open at a time), dialogs opened and closed by data attributes, and flash notes. */
+/* Page-wide conveniences that know nothing of the chat: finding elements, the clipboard,
+ * request ids, menus (one open at a time), dialogs opened and closed by data attributes, and
+ * flash notes. */
+
+export const $ = (selector, scope) => (scope || document).querySelector(selector);
+export const $$ = (selector, scope) => Array.from((scope || document).querySelectorAll(selector));
 
 export async function copyText(text) {
   if (navigator.clipboard && window.isSecureContext) {

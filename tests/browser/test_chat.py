@@ -277,6 +277,40 @@ def test_messages_typed_while_offline_go_out_in_order_once_reconnected(
     assert Conversation.objects.count() == 1
 
 
+def test_a_message_typed_offline_shows_at_once_and_can_be_cancelled_before_it_goes_out(
+    open_page, own_server, user, provider, fake_upstream
+):
+    fake_upstream.behave(reply="Noted.")
+    page = open_page(user, server=own_server)
+    page.goto("/")
+    connection = page.locator("#connection")
+    expect(connection).to_have_attribute("data-state", "open")
+
+    own_server.stop()
+    expect(connection).to_have_attribute("data-state", "retrying")
+    send(page, "Never mind this one")
+    send(page, "Send this one")
+
+    pending = page.locator(".message--pending")
+    expect(pending.locator(".message-text")).to_have_text(["Never mind this one", "Send this one"])
+    expect(pending.first).to_contain_text("Not sent yet")
+    expect(page.locator("#composer-error")).to_contain_text("2 messages will be sent")
+    expect(page.locator("#empty-state")).to_be_hidden()
+    pending.first.get_by_role("button", name="Cancel this message").click()
+    expect(pending.locator(".message-text")).to_have_text(["Send this one"])
+    expect(page.locator("#composer-error")).to_contain_text("Your message will be sent")
+
+    own_server.start()
+    expect(connection).to_have_attribute("data-state", "open", timeout=20_000)
+    expect(page.locator(".message--assistant[data-status=complete]")).to_have_count(1)
+    expect(page.locator(".message--user [data-slot=text]")).to_have_text(["Send this one"])
+    expect(pending).to_have_count(0)
+    expect(page.locator("#composer-error")).to_be_hidden()
+    question, answer = Message.objects.order_by("created_at")
+    assert (question.role, question.content) == ("user", "Send this one")
+    assert answer.parent_id == question.id and answer.content == "Noted."
+
+
 def test_a_page_opened_further_up_leaves_the_answer_written_at_the_end_alone(
     open_page, user, provider, fake_upstream
 ):

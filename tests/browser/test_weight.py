@@ -2,6 +2,7 @@
 hashed names cached for a year."""
 
 import gzip
+import posixpath
 import re
 import urllib.request
 
@@ -88,11 +89,22 @@ def test_the_script_modules_and_katex_load_under_hashed_names(chat_server, user)
     _, html = _text(chat_server, "/", session_cookie(user))
     script = re.search(r'<script type="module" src="(/static/chat\.[0-9a-f]{12}\.js)"', html)
     assert script, "chat.js is not a module under a hashed name"
-    _, code = _text(chat_server, script.group(1))
-    modules = re.findall(r'from "\./([^"]+)"', code)
     katex = re.findall(r'data-katex-(?:js|css)="(/static/[^"]+)"', html)
-    assert modules and len(katex) == 2
-    for path in ["/static/" + module for module in modules] + katex:
+    assert len(katex) == 2
+    # Every module the script imports, and every module those import, under a hashed name: an
+    # unhashed one would be a second copy of the module, with its own state.
+    modules, seen, pending = [], set(), [script.group(1)]
+    while pending:
+        path = pending.pop()
+        _, code = _text(chat_server, path)
+        for relative in re.findall(r'from "(\./[^"]+)"', code):
+            imported = posixpath.normpath(posixpath.join(posixpath.dirname(path), relative))
+            if imported not in seen:
+                seen.add(imported)
+                modules.append(imported)
+                pending.append(imported)
+    assert len(modules) >= 10, modules
+    for path in modules + katex:
         assert re.search(r"\.[0-9a-f]{12}\.(mjs|js|css)$", path), path
         headers, _ = _text(chat_server, path)
         assert int(re.search(r"max-age=(\d+)", headers["cache-control"]).group(1)) >= YEAR

@@ -5,6 +5,7 @@ import {
   deltaAction,
   outboxMaySend,
   outboxNotice,
+  reconnectDelay,
   renderDelay,
   renderInterval,
 } from "../../static/js/stream_state.mjs";
@@ -51,4 +52,12 @@ test("a longer answer is rendered less often, never less than every 3 s", () => 
   assert.equal(renderInterval(999, 300), 300);
   assert.equal(renderInterval(20_000, 300), 1_500);
   assert.equal(renderInterval(1_000_000, 300), 3_000);
+});
+
+test("reconnecting backs off exponentially up to 15 s, with jitter of a quarter either way", () => {
+  assert.equal(reconnectDelay(0, 0.5), 500);
+  assert.equal(reconnectDelay(3, 0.5), 4_000);
+  assert.equal(reconnectDelay(10, 0.5), 15_000);
+  assert.equal(reconnectDelay(0, 0), 375);
+  assert.ok(reconnectDelay(30, 0.999) < 18_750);
 });
