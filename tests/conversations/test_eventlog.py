@@ -202,3 +202,54 @@ async def test_an_append_to_a_log_that_redis_lost_starts_it_again_from_the_whole
     finally:
         await log.discard(key)
     assert (snapshot.content, snapshot.seq) == ("before after", 2)
+
+
+@pytest.mark.redis
+async def test_the_reader_reads_many_streams_in_paced_xreads_and_loses_nothing(
+    clean_engine, monkeypatch
+):
+    """One XREAD names every followed stream; unpaced, the reader issued one per appended entry
+    or two. Paced, the number of XREADs follows the time and the number of streams, not the
+    number of entries, and every follower still gets every entry in order."""
+    from conversations import eventlog
+
+    streams, rounds = 100, 40
+    # 100 streams x 0.2 ms: XREADs at least 20 ms apart (10 ms per 1,000 streams in production).
+    monkeypatch.setattr(eventlog, "READ_PACE_SECONDS_PER_STREAM", 0.0002)
+    log = event_log()
+    keys = [uuid.uuid4().hex for _ in range(streams)]
+    for key in keys:
+        await log.open(key)
+    calls = 0
+    xread = log.reader.connection.xread
+
+    async def counted(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        return await xread(*args, **kwargs)
+
+    monkeypatch.setattr(log.reader.connection, "xread", counted)
+
+    async def follow(key: str) -> str:
+        text = []
+        async for event in log.follow(key):
+            text.append(event.delta)
+        return "".join(text)
+
+    followers = [asyncio.create_task(follow(key)) for key in keys]
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    for seq in range(1, rounds + 1):
+        await asyncio.gather(
+            *(log.append(key, seq=seq, delta=f"{seq} ", text_so_far=str) for key in keys)
+        )
+    for key in keys:
+        await log.finish(key, seq=rounds, done={"type": "message.done", "message": key})
+    texts = await asyncio.wait_for(asyncio.gather(*followers), FRAME_TIMEOUT * 3)
+    elapsed = loop.time() - began
+    for key in keys:
+        await log.discard(key)
+    assert texts == ["".join(f"{seq} " for seq in range(1, rounds + 1))] * streams
+    # 4,000 entries, yet at most one XREAD per 20 ms (a wake-up for followers that joined
+    # while the reader was blocked only ends a read early; the next still waits its turn).
+    assert calls <= elapsed / 0.02 + 2, (calls, elapsed)
