@@ -260,6 +260,11 @@ class Generation:
                 if pending and now - last_flush >= interval:
                     await self._flush(log, key, pending)
                     last_flush = now
+                    # Let the answer's readers send the frame now. At full speed the provider's
+                    # chunks are always ready, and this task and the pump would otherwise hand
+                    # the loop to each other until the upstream paused: the first token then
+                    # reached the browser 50 ms after it was written to the log.
+                    await asyncio.sleep(0)
                 # The length is kept as frames go out: joining the text on every token would
                 # cost a long answer quadratic time.
                 # On the shared clock's ticks, not this answer's own: every running answer then

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from playwright.sync_api import expect
 
 from providers.models import ProviderConfig
 from tests.conversations import page_factories as make
@@ -21,6 +22,9 @@ BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backgr
 RESULTS_DIR = Path(settings.BASE_DIR) / "test-results"
 # Playwright's default waits are 30 s; a stuck page should fail sooner than that.
 STEP_TIMEOUT_MS = 10_000
+# `expect(...)` has a default of its own (5 s), which a busy CI machine's streamed answer can
+# outlast: the same bound as every other step.
+expect.set_options(timeout=STEP_TIMEOUT_MS)
 PASSWORD = "correct horse battery staple"
 
 

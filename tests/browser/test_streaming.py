@@ -88,7 +88,9 @@ def test_hostile_markdown_streamed_slowly_never_reaches_the_live_page(
     send(page, "Show me some HTML")
 
     answer = page.locator(".message--assistant").last
-    expect(answer).to_have_attribute("data-status", "complete")
+    # The reply is streamed slowly on purpose (seconds): wait for its end, however busy the
+    # machine, not for Playwright's default five seconds.
+    expect(answer).to_have_attribute("data-status", "complete", timeout=60_000)
     assert page.evaluate("window.renderedMidStream") is True
     assert page.evaluate("window.seenDanger") == []
     assert page.evaluate("window.pwned") is None

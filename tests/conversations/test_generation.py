@@ -101,8 +101,9 @@ async def test_partial_text_is_saved_at_most_once_per_interval(
     final = await row(exchange.assistant_message.id)
     assert final.content == WORDS
     assert midway and WORDS.startswith(midway) and midway != WORDS
-    # 60 tokens, yet only a checkpoint per half second plus the final save.
-    assert 2 <= writes.count <= elapsed / 0.5 + 2, writes.statements
+    # 60 tokens, yet only a checkpoint per half-second tick of the clock (the ticks are shared
+    # by all answers, so a first one may fall just after the start) plus the final save.
+    assert 2 <= writes.count <= elapsed / 0.5 + 3, writes.statements
 
 
 async def test_checkpoints_of_many_answers_share_their_statements(
