@@ -14,16 +14,16 @@ import time
 import redis.asyncio as aioredis
 from channels import layers
 from channels_redis.core import RedisChannelLayer as BaseRedisChannelLayer
-
-# How long a command waits for a free connection before failing.
-POOL_WAIT_SECONDS = 10
+from django.conf import settings
 
 
 class RedisChannelLayer(BaseRedisChannelLayer):
     def create_pool(self, index: int) -> aioredis.BlockingConnectionPool:
         host = dict(self.hosts[index])
         address = host.pop("address")
-        return aioredis.BlockingConnectionPool.from_url(address, timeout=POOL_WAIT_SECONDS, **host)
+        return aioredis.BlockingConnectionPool.from_url(
+            address, timeout=settings.REDIS_POOL_WAIT_SECONDS, **host
+        )
 
 
 # How often expired messages and group memberships are swept out.

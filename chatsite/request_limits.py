@@ -9,9 +9,10 @@ signed-in users get room for the chat form; the import route, its documented max
 from http import HTTPStatus
 from importlib import import_module
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
+
+from chatsite.db import db_call
 
 IMPORT_PATH = "/import/"
 # Room for the multipart framing around an imported file (boundaries, part headers, the CSRF
@@ -46,7 +47,6 @@ def session_key_of(cookie_header: bytes | None) -> str | None:
     return None
 
 
-@database_sync_to_async
 def _session_signs_in(session_key: str) -> bool:
     store = import_module(settings.SESSION_ENGINE).SessionStore(session_key=session_key)
     return SESSION_KEY in store.load()
@@ -74,7 +74,8 @@ class RequestBodyLimit:
             if size <= settings.HTTP_MAX_ANONYMOUS_BODY_BYTES or not session_key:
                 return settings.HTTP_MAX_ANONYMOUS_BODY_BYTES
             if signed_in is None:
-                signed_in = await _session_signs_in(session_key)
+                # On the database threads (chatsite.db), not on channels' one shared thread.
+                signed_in = await db_call(_session_signs_in)(session_key)
             return request_body_limit(path=path, signed_in=signed_in)
 
         if declared is not None and declared > (limit := await limit_for(declared)):

@@ -158,6 +158,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env.str("REDIS_URL", default="")
 # Seconds a Redis read may take; longer than any blocking read we (or channels-redis) issue.
 REDIS_SOCKET_TIMEOUT = 30
+# How long a Redis command waits for a free connection of its pool (the event log's and the
+# channel layer's) before failing; a wait is what a full pool does instead of refusing at once.
+REDIS_POOL_WAIT_SECONDS = 10
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {

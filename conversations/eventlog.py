@@ -47,8 +47,6 @@ READ_COUNT = 500
 # Consecutive failed reads after which the reader gives up on its followers (each then starts
 # over from a snapshot, see the consumer) instead of keeping them waiting.
 READ_ATTEMPTS = 5
-# How long a command waits for a free connection of its pool before failing.
-POOL_WAIT_SECONDS = 10
 # The reader's XREAD names every stream the process follows, so one costs time in proportion to
 # their number, in the client and in Redis. Unpaced, it ran again as soon as any one stream had
 # a new entry: with a thousand answers streaming, thousands of XREADs a second each carrying
@@ -415,7 +413,7 @@ def _pool(url: str, size: int) -> aioredis.Redis:
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=size,
-        timeout=POOL_WAIT_SECONDS,
+        timeout=settings.REDIS_POOL_WAIT_SECONDS,
         decode_responses=True,
         socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
         retry=_retry(),
