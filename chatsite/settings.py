@@ -51,6 +51,11 @@ FIELD_ENCRYPTION_KEYS = [
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 PORT = env.int("PORT", default=8000)
+# Behind a reverse proxy: take the client's address (and scheme) from the proxy's
+# X-Forwarded-For / X-Forwarded-Proto, which Daphne reads from every peer. Only with a proxy that
+# overwrites them and a server the proxy alone can reach, or any client could name its address
+# (and escape the per-address sign-in limit).
+PROXY_HEADERS = env.bool("PROXY_HEADERS", default=False)
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 
 INSTALLED_APPS = [
@@ -212,7 +217,7 @@ AXES_COOLOFF_TIME = "chatsite.throttling.login_cool_off"
 AXES_LOCKOUT_CALLABLE = "chatsite.throttling.login_locked_out"
 AXES_RESET_ON_SUCCESS = True
 # The peer address only: a client-supplied X-Forwarded-For would let every guess come from a new
-# "address". Behind a proxy, have Daphne take the address from the proxy's header instead.
+# "address". Behind a proxy, PROXY_HEADERS has Daphne put the proxy's header in that place.
 AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

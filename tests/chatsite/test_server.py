@@ -142,3 +142,37 @@ def test_a_frame_over_one_mebibyte_closes_the_socket_with_1009_and_a_reason(
     code, reason = asyncio.run(chat())
     assert code == 1009
     assert "exceeds payload limit" in reason
+
+
+def failed_sign_in_address(server: LiveServer, forwarded_for: str) -> str:
+    """Fail a sign-in through the server, claiming `forwarded_for` in X-Forwarded-For; the
+    address the sign-in limit recorded for it."""
+    import re
+
+    import httpx
+    from axes.models import AccessAttempt
+
+    username = f"nobody-{uuid4().hex[:8]}"
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=WAIT) as client:
+        page = client.get("/accounts/login/")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+        answer = client.post(
+            "/accounts/login/",
+            data={"csrfmiddlewaretoken": token, "username": username, "password": "wrong"},
+            headers={"X-Forwarded-For": forwarded_for},
+        )
+    assert answer.status_code == 200
+    return AccessAttempt.objects.get(username=username).ip_address
+
+
+def test_a_client_cannot_name_its_own_address_without_proxy_headers(server):
+    assert failed_sign_in_address(server, "203.0.113.9") == "127.0.0.1"
+
+
+def test_behind_a_proxy_the_address_comes_from_its_header(tmp_path):
+    live = LiveServer(tmp_path / "server.log", PROXY_HEADERS="true")
+    live.start()
+    try:
+        assert failed_sign_in_address(live, "203.0.113.9") == "203.0.113.9"
+    finally:
+        live.stop()

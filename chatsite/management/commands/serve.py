@@ -25,5 +25,8 @@ class Command(BaseCommand):
         # exec, not a child process: signals from the terminal or a supervisor reach Daphne itself.
         # Daphne, with request limits it has no options for (chatsite.server).
         argv = [sys.executable, "-m", "chatsite.server", "--bind", settings.BIND_ADDRESS]
-        argv += ["--port", str(port), "chatsite.asgi:application"]
+        argv += ["--port", str(port)]
+        if settings.PROXY_HEADERS:
+            argv += ["--proxy-headers"]
+        argv += ["chatsite.asgi:application"]
         os.execv(sys.executable, argv)
