@@ -278,6 +278,8 @@ LOCAL_MODEL_WORKER_FAULT = env.str("LOCAL_MODEL_WORKER_FAULT", default="")
 # holds one for its whole stream, so this is also how many answers can stream at once; the next
 # waits for a free connection.
 PROVIDER_MAX_CONNECTIONS = env.int("PROVIDER_MAX_CONNECTIONS", default=2000)
+# Idle upstream connections kept for the next answers (per process and proxy).
+PROVIDER_KEEPALIVE_CONNECTIONS = env.int("PROVIDER_KEEPALIVE_CONNECTIONS", default=200)
 
 # --- Logging ----------------------------------------------------------------------------------
 LOGGING = {

@@ -68,8 +68,11 @@ def shared_client(proxy: str | None = None) -> httpx.AsyncClient:
             timeout=request_timeout(None),
             # Every running answer holds one connection for its whole stream: a small cap would
             # make answers past it wait, silently, for others to end (PROVIDER_MAX_CONNECTIONS).
+            # Kept connections let the next burst of answers skip connecting (and, past TLS, a
+            # handshake each); httpx closes one left idle for 5 s.
             limits=httpx.Limits(
-                max_connections=settings.PROVIDER_MAX_CONNECTIONS, max_keepalive_connections=20
+                max_connections=settings.PROVIDER_MAX_CONNECTIONS,
+                max_keepalive_connections=settings.PROVIDER_KEEPALIVE_CONNECTIONS,
             ),
         )
         per_loop[proxy or None] = client

@@ -101,6 +101,8 @@ class FakeUpstream:
         self._behaviour = Behaviour()
         self._model_missing_left = 0
         self.requests: list[RecordedRequest] = []
+        # TCP connections accepted so far (client ports are no identity: loopback reuses them).
+        self.connections = 0
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.fake = self  # type: ignore[attr-defined]
         host, port = self._server.server_address[:2]
@@ -209,6 +211,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        with self.fake._lock:
+            self.fake.connections += 1
         # Every write leaves as its own segment, so chunk boundaries reach the client as written.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 

@@ -265,6 +265,26 @@ async def test_providers_on_one_loop_share_one_pooled_http11_connection(fake_ups
     assert {request.http_version for request in fake_upstream.requests} == {"HTTP/1.1"}
 
 
+async def test_a_second_burst_of_answers_reuses_the_first_bursts_connections(fake_upstream):
+    """Answers that start together after others ended take pooled connections instead of
+    connecting again (with 20 kept, a burst of 60 opened 40 new ones every time)."""
+    fake_upstream.behave(reply="one two three", chunk_delay=0.01)
+    burst = 60
+
+    async def together() -> int:
+        before = fake_upstream.connections
+        await asyncio.gather(
+            *(
+                stream(OpenAICompatible, "fake-model", "/v1", {}, fake_upstream)
+                for _ in range(burst)
+            )
+        )
+        return fake_upstream.connections - before
+
+    assert await together() == burst
+    assert await together() == 0
+
+
 # --- Stream fidelity: every character a model writes arrives, however the body is cut ---------
 
 # Characters some line splitter or other takes for a line end (str.splitlines does for all of
