@@ -311,5 +311,6 @@ class MessageAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
+
 # The API's keys and calls (registered on import).
 from conversations.api import admin as api_admin  # noqa: E402, F401

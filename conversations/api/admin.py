@@ -113,5 +113,3 @@ class ApiCallAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         # A record of what happened: viewed, never edited.
         return False
-
-
