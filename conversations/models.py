@@ -156,6 +156,9 @@ class ApiCall(models.Model):
         DISCONNECTED = "disconnected"
         # The server stopped while the call ran.
         INTERRUPTED = "interrupted"
+        # Refused before any upstream was asked: a bad request, an unknown model, the user's
+        # answer limit.
+        REFUSED = "refused"
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_calls"

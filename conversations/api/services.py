@@ -91,6 +91,24 @@ def api_call_start(
         )
 
 
+def api_call_record_refusal(
+    *, api_key: ApiKey, model: str, stream: bool, http_status: int, error_code: str, detail: str
+) -> ApiCall:
+    """The record of a call refused before any upstream was asked (it never held a slot)."""
+    return ApiCall.objects.create(
+        user=api_key.user,
+        api_key=api_key,
+        key_name=api_key.name,
+        model=model[:200],
+        stream=stream,
+        status=ApiCall.Status.REFUSED,
+        http_status=http_status,
+        error_code=error_code[:64],
+        error_detail=detail[:500],
+        duration_ms=0,
+    )
+
+
 @dataclass(frozen=True)
 class CallOutcome:
     status: str

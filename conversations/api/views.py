@@ -110,7 +110,30 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     """POST /v1/chat/completions"""
     _method(request, "POST")
     api_key = await _authenticate(request)
-    parsed = wire.completion_request_parse(request.body)
+    parsed = None
+    try:
+        parsed = wire.completion_request_parse(request.body)
+        call, target, model = await _call_start(api_key, parsed)
+    except ApiError as error:
+        # Recorded too (admins see who is refused, and why); a refusal holds no slot.
+        await db_call(services.api_call_record_refusal, writes=True)(
+            api_key=api_key,
+            model=parsed.model if parsed else "",
+            stream=parsed.stream if parsed else False,
+            http_status=error.status,
+            error_code=error.code or error.type,
+            detail=error.message,
+        )
+        raise
+    run = _CallRun(api_key=api_key, call=call, target=target, model=model, request=parsed)
+    return await run.respond()
+
+
+async def _call_start(
+    api_key: ApiKey, parsed: wire.CompletionRequest
+) -> tuple[ApiCall, ProviderConfig | FallbackChain, str | None]:
+    """The target the request names and the call's `running` record, which takes one of the
+    user's answer slots."""
     try:
         target, model = await db_call(selectors.api_target_resolve)(name=parsed.model)
     except ProviderError as exc:
@@ -129,8 +152,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
             code="rate_limited",
             retry_after=RETRY_AFTER_SECONDS,
         ) from None
-    run = _CallRun(api_key=api_key, call=call, target=target, model=model, request=parsed)
-    return await run.respond()
+    return call, target, model
 
 
 class _CallRun:

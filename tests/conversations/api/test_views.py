@@ -317,7 +317,8 @@ def test_the_openai_client_raises_its_own_errors(client_for, ada_key, chat_confi
 def test_bad_requests_get_400_naming_the_parameter(http, ada_key, chat_config, body, param):
     error = assert_error(post_raw(http, ada_key, body), 400, None, param)
     assert error["type"] == "invalid_request_error"
-    assert not ApiCall.objects.exists()
+    call = finished_call()
+    assert (call.status, call.http_status, call.key_name) == (ApiCall.Status.REFUSED, 400, "laptop")
 
 
 def test_unknown_models_get_404(http, ada_key, chat_config):
@@ -345,7 +346,12 @@ def test_a_user_at_the_answer_limit_gets_429_with_retry_after(http, ada, ada_key
     error = assert_error(response, 429, "rate_limited")
     assert error["type"] == "rate_limit_error"
     assert int(response.headers["retry-after"]) >= 1
-    assert not ApiCall.objects.exists()
+    call = finished_call()
+    assert (call.status, call.http_status, call.error_code) == (
+        ApiCall.Status.REFUSED,
+        429,
+        "rate_limited",
+    )
 
 
 def test_running_api_calls_count_against_the_answer_limit(
