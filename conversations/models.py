@@ -178,6 +178,10 @@ class ApiCall(models.Model):
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
+    # Refreshed while the call runs (as a streaming message's checkpoint is): a `running` row not
+    # refreshed for CHAT_STALE_STREAM_SECONDS belongs to a process that died and no longer holds
+    # its user's slot.
+    alive_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     conversation = models.ForeignKey(
         Conversation, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -187,7 +191,7 @@ class ApiCall(models.Model):
         ordering = ["-started_at"]
         verbose_name = "API call"
         indexes = [
-            models.Index(fields=["user", "status", "started_at"], name="apicall_user_status"),
+            models.Index(fields=["user", "status", "alive_at"], name="apicall_user_status"),
         ]
 
     def __str__(self) -> str:

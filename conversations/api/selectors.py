@@ -18,9 +18,6 @@ from providers.selectors import provider_config_models, provider_target_get
 DEFAULT_MODEL = "default"
 # Longest a key may be; anything longer is not one of ours and is not even hashed.
 MAX_KEY_LENGTH = 200
-# A `running` call older than the longest an answer may take, plus this, was left by a process
-# that died: it no longer holds one of its user's slots.
-RUNNING_CALL_GRACE = timedelta(seconds=60)
 
 
 def api_key_authenticate(*, key: str) -> ApiKey | None:
@@ -42,13 +39,14 @@ def api_key_list_for_user(*, user: AbstractBaseUser) -> QuerySet[ApiKey]:
     return ApiKey.objects.filter(user=user).order_by("-created_at")
 
 
-def api_call_running_cutoff():
-    return timezone.now() - timedelta(seconds=settings.CHAT_MAX_ANSWER_SECONDS) - RUNNING_CALL_GRACE
+def api_call_stale_cutoff() -> datetime:
+    """A `running` call not refreshed since this belongs to a process that died."""
+    return timezone.now() - timedelta(seconds=settings.CHAT_STALE_STREAM_SECONDS)
 
 
 def api_call_count_running_for_user(*, user: AbstractBaseUser) -> int:
     return ApiCall.objects.filter(
-        user=user, status=ApiCall.Status.RUNNING, started_at__gte=api_call_running_cutoff()
+        user=user, status=ApiCall.Status.RUNNING, alive_at__gte=api_call_stale_cutoff()
     ).count()
 
 

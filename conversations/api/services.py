@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from conversations import titles
 from conversations.api.keys import api_key_generate, api_key_hash, api_key_visible_prefix
-from conversations.api.selectors import api_call_running_cutoff
+from conversations.api.selectors import api_call_stale_cutoff
 from conversations.models import ApiCall, ApiKey, Conversation, Message
 from conversations.services import answer_slot_check
 from providers.models import FallbackChain, ProviderConfig
@@ -88,7 +88,15 @@ def api_call_start(
             provider=target.name,
             model=model or "",
             stream=stream,
+            alive_at=timezone.now(),
         )
+
+
+def api_call_keepalive(*, call_id: int) -> None:
+    """Show that the call's process is alive (see ApiCall.alive_at)."""
+    ApiCall.objects.filter(pk=call_id, status=ApiCall.Status.RUNNING).update(
+        alive_at=timezone.now()
+    )
 
 
 def api_call_record_refusal(
@@ -194,14 +202,14 @@ def _conversation_from_call(
     return conversation
 
 
-def api_call_interrupt_dead(*, started_before: datetime | None) -> int:
-    """Mark `running` calls whose process is gone as `interrupted` (all of them, or those
-    started before `started_before`); they no longer hold a slot. Returns how many."""
+def api_call_interrupt_dead(*, alive_before: datetime | None) -> int:
+    """Mark `running` calls whose process is gone as `interrupted` (all of them, or those not
+    refreshed since `alive_before`). Returns how many."""
     rows = ApiCall.objects.filter(status=ApiCall.Status.RUNNING)
-    if started_before is not None:
-        rows = rows.filter(started_at__lt=started_before)
+    if alive_before is not None:
+        rows = rows.filter(alive_at__lt=alive_before)
     return rows.update(status=ApiCall.Status.INTERRUPTED, error_code="interrupted")
 
 
 def api_call_interrupt_stale() -> int:
-    return api_call_interrupt_dead(started_before=api_call_running_cutoff())
+    return api_call_interrupt_dead(alive_before=api_call_stale_cutoff())

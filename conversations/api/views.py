@@ -21,6 +21,7 @@ from chatsite.db import db_call
 from conversations.api import selectors, services, wire
 from conversations.api.wire import ApiError
 from conversations.errors import ChatError
+from conversations.generation import liveness_seconds
 from conversations.models import ApiCall, ApiKey
 from providers.errors import ProviderError, error_sentence
 from providers.models import FallbackChain, ProviderConfig
@@ -183,10 +184,22 @@ class _CallRun:
         self.finish_reason = "stop"
         self.id = wire.completion_id()
         self.created = wire.now_seconds()
+        self.keepalive = asyncio.create_task(self._keep_alive(), name=f"api-call-{call.pk}")
 
     @property
     def public_model(self) -> str:
         return f"{self.provider}/{self.model}" if self.model else self.provider
+
+    async def _keep_alive(self) -> None:
+        """Refresh the call's row while it runs, however long the upstream is silent (see
+        ApiCall.alive_at); ends with the record, or at the latest past the answer's deadline."""
+        every = liveness_seconds()
+        while time.monotonic() < self.deadline + every:
+            await asyncio.sleep(every)
+            try:
+                await db_call(services.api_call_keepalive, writes=True)(call_id=self.call.pk)
+            except Exception:
+                logger.warning("API call %s: keepalive failed", self.call.pk, exc_info=True)
 
     async def _next(self) -> object:
         """The stream's next chunk (or _END), within the chat's limits: the whole answer within
@@ -362,6 +375,7 @@ class _CallRun:
             prompt_tokens=self.usage.prompt_tokens if self.usage else None,
             completion_tokens=self.usage.completion_tokens if self.usage else None,
         )
+        self.keepalive.cancel()
         store = self.api_key.store_conversations
         finish = db_call(services.api_call_finish, writes=True)(
             call=self.call,

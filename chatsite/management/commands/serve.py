@@ -27,7 +27,7 @@ class Command(BaseCommand):
         if event_log_is_shared():
             api_call_interrupt_stale()
         else:
-            api_call_interrupt_dead(started_before=None)
+            api_call_interrupt_dead(alive_before=None)
         self.stdout.write(f"Serving on http://{settings.BIND_ADDRESS}:{port}/", ending="\n")
         self.stdout.flush()
         # exec, not a child process: signals from the terminal or a supervisor reach Daphne itself.

@@ -14,6 +14,7 @@ from tests.live_server import LiveServer
 # must be readable by the server started before it.
 PACKAGE_FERNET_KEY = Fernet.generate_key().decode()
 WAIT = 30.0
+STALE_SECONDS = 3.0
 
 
 @pytest.fixture(scope="package")
@@ -23,6 +24,9 @@ def api_server(django_db_setup, django_db_blocker, tmp_path_factory):
         FIELD_ENCRYPTION_KEYS=PACKAGE_FERNET_KEY,
         # Everything a request may cause to be logged, for the tests that look for secrets.
         LOG_LEVEL="DEBUG",
+        # Running calls refresh their row every second (a third of this): a test can see a
+        # call outlive the staleness cutoff.
+        CHAT_STALE_STREAM_SECONDS="3",
     )
     server.start()
     yield server

@@ -3,17 +3,19 @@ a real server process and the fake upstream."""
 
 import json
 import time
+from datetime import timedelta
 
 import httpx
 import openai
 import pytest
+from django.db.models import F
 from django.utils import timezone
 
 from conversations.api.services import api_key_create, api_key_revoke
 from conversations.models import ApiCall, Conversation, Message
 from providers.models import FallbackChain, FallbackChainMember, ProviderConfig
 from tests.conversations import page_factories as make
-from tests.conversations.api.conftest import WAIT
+from tests.conversations.api.conftest import STALE_SECONDS, WAIT
 from tests.fake_upstream import deltas_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -357,7 +359,7 @@ def test_a_user_at_the_answer_limit_gets_429_with_retry_after(http, ada, ada_key
 def test_running_api_calls_count_against_the_answer_limit(
     http, api_server, ada, ada_key, chat_config, fake_upstream
 ):
-    fake_upstream.behave(reply=" ".join(["word"] * 200), chunk_delay=0.05)
+    fake_upstream.behave(reply=" ".join(["word"] * 300), chunk_delay=0.05)
     body = {"model": "default", "messages": QUESTION, "stream": True}
     headers = {"Authorization": f"Bearer {ada_key}", "Accept-Encoding": "identity"}
     with httpx.Client(base_url=api_server.url, timeout=WAIT) as other:
@@ -373,6 +375,18 @@ def test_running_api_calls_count_against_the_answer_limit(
                 assert response.status_code == 200
                 readers.append(response.iter_bytes())
                 next(readers[-1])
+            # Past the staleness cutoff, the calls still hold their slots: they keep their rows
+            # fresh while they run.
+            wait_for(
+                lambda: (
+                    ApiCall.objects.filter(
+                        status=ApiCall.Status.RUNNING,
+                        alive_at__gte=F("started_at") + timedelta(seconds=STALE_SECONDS + 0.5),
+                    ).count()
+                    == 3
+                ),
+                "the running calls to outlive the staleness cutoff",
+            )
             refused = post_raw(http, ada_key, {"model": "default", "messages": QUESTION})
             assert_error(refused, 429, "rate_limited")
         finally:
