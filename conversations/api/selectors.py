@@ -44,12 +44,6 @@ def api_call_stale_cutoff() -> datetime:
     return timezone.now() - timedelta(seconds=settings.CHAT_STALE_STREAM_SECONDS)
 
 
-def api_call_count_running_for_user(*, user: AbstractBaseUser) -> int:
-    return ApiCall.objects.filter(
-        user=user, status=ApiCall.Status.RUNNING, alive_at__gte=api_call_stale_cutoff()
-    ).count()
-
-
 def api_call_list_for_user(*, user: AbstractBaseUser) -> QuerySet[ApiCall]:
     return ApiCall.objects.filter(user=user)
 
