@@ -250,12 +250,12 @@ class _CallRun:
             await self.stream.aclose()
             return _error_response(_provider_error(exc))
         except asyncio.CancelledError:
-            await self._record(ApiCall.Status.DISCONNECTED, http_status=None)
             await self.stream.aclose()
+            await self._record(ApiCall.Status.DISCONNECTED, http_status=None)
             raise
         except BaseException:
-            await self._record_crash()
             await self.stream.aclose()
+            await self._record_crash()
             raise
         if self.request.stream:
             response = StreamingHttpResponse(
@@ -327,23 +327,27 @@ class _CallRun:
                 # error as an event of its own, which its client raises as an APIError.
                 yield wire.sse_event(error.body())
                 return
-            except asyncio.CancelledError:
-                # The client left: the upstream request ends first, then the record.
+            except (asyncio.CancelledError, GeneratorExit):
+                # The client left: cancelled while waiting for the upstream, or closed at a
+                # yield (when it left while a chunk was being sent). The upstream request ends
+                # first, then the record.
                 await self.stream.aclose()
                 await self._record(ApiCall.Status.DISCONNECTED, http_status=200)
                 raise
             except BaseException:
                 await self._record_crash()
                 raise
-        yield self._chunk({}, finish_reason=self.finish_reason)
+        # Recorded before the last events go out: a client may leave as soon as it has read
+        # `[DONE]`, and nothing after the last yield would then run.
+        await self._record(ApiCall.Status.COMPLETE, http_status=200)
+        ending = self._chunk({}, finish_reason=self.finish_reason)
         if self.request.include_usage:
-            yield wire.sse_event(
+            ending += wire.sse_event(
                 wire.usage_chunk(
                     id_=self.id, created=self.created, model=self.public_model, usage=self.usage
                 )
             )
-        yield wire.SSE_DONE
-        await self._record(ApiCall.Status.COMPLETE, http_status=200)
+        yield ending + wire.SSE_DONE
 
     # --- the record ----------------------------------------------------------------------------
 
