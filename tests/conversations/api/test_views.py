@@ -474,6 +474,25 @@ def test_a_client_that_leaves_a_stream_stops_the_upstream_request(
     assert received.count(b"\n\n") < 100
 
 
+def test_the_openai_client_closing_a_stream_stops_the_upstream_request(
+    client_for, ada, ada_key, chat_config, fake_upstream
+):
+    # The official client asks for gzip: the events then pass through the compression.
+    fake_upstream.behave(reply=" ".join(["word"] * 500), chunk_delay=0.05)
+    stream = client_for(ada_key).chat.completions.create(
+        model="default", messages=QUESTION, stream=True
+    )
+    assert stream.response.headers["content-encoding"] == "gzip"
+    received = []
+    for chunk in stream:
+        received.append(chunk)
+        if len(received) == 3:
+            break
+    stream.close()
+    assert fake_upstream.wait_done().disconnected.is_set()
+    assert finished_call(user=ada).status == ApiCall.Status.DISCONNECTED
+
+
 def test_a_client_that_leaves_before_the_answer_stops_the_upstream_request(
     api_server, ada, ada_key, chat_config, fake_upstream
 ):
