@@ -107,6 +107,24 @@ async def model_list(request: HttpRequest) -> HttpResponse:
 
 
 @_api_view
+async def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
+    """GET /v1/models/{model}"""
+    _method(request, "GET")
+    await _authenticate(request)
+    models = await db_call(selectors.api_model_list)()
+    found = next((model for model in models if model["id"] == model_id), None)
+    if found is None:
+        raise ApiError(404, "The model does not exist.", param="model", code="model_not_found")
+    return JsonResponse(found)
+
+
+@_api_view
+async def unknown_route(request: HttpRequest, path: str) -> HttpResponse:
+    """Any other path under /v1/: OpenAI's error shape rather than an HTML page."""
+    raise ApiError(404, "No such route in this API.", code="unknown_url")
+
+
+@_api_view
 async def chat_completions(request: HttpRequest) -> HttpResponse:
     """POST /v1/chat/completions"""
     _method(request, "POST")

@@ -94,6 +94,18 @@ def test_models_lists_every_config_model_the_chains_and_default(client_for, ada_
     assert lonely.name in {model.owned_by for model in models.data}
 
 
+def test_one_model_by_its_id_and_unknown_routes_in_openais_shape(
+    client_for, http, ada_key, chat_config
+):
+    model = client_for(ada_key).models.retrieve("fake/fake-model-2")
+    assert (model.id, model.owned_by) == ("fake/fake-model-2", "fake")
+    with pytest.raises(openai.NotFoundError):
+        client_for(ada_key).models.retrieve("fake/nothing")
+    headers = {"Authorization": f"Bearer {ada_key}"}
+    assert_error(http.get("/v1/embeddings", headers=headers), 404, "unknown_url")
+    assert_error(http.get("/v1/chat/completions", headers=headers), 405, "method_not_allowed")
+
+
 # --- Completions through the official client ---------------------------------------------------
 
 
