@@ -3,7 +3,8 @@
 One rule, used in two places: by the HTTP server (chatsite.server), which refuses a body before
 reading it, and by `RequestBodyLimit` in front of Django, which also knows whether the session
 signs anyone in. Anonymous clients only ever send the sign-in form, so they get a small limit;
-signed-in users get room for the chat form; the import route, its documented maximum.
+signed-in users (and API clients with a valid key) get room for the chat form; the import route,
+its documented maximum.
 """
 
 from http import HTTPStatus
@@ -15,6 +16,7 @@ from django.contrib.auth import SESSION_KEY
 from chatsite.db import db_call
 
 IMPORT_PATH = "/import/"
+API_PATH_PREFIX = "/v1/"
 # Room for the multipart framing around an imported file (boundaries, part headers, the CSRF
 # token): a file of exactly the documented maximum must still reach the form's own check.
 MULTIPART_ROOM = 64 * 1024
@@ -33,6 +35,22 @@ def request_body_limit(*, path: str, signed_in: bool) -> int:
 
 def too_large_body(limit: int) -> bytes:
     return f"The request is too large: at most {limit} bytes may be sent here.\n".encode()
+
+
+def api_key_of(*, path: str, authorization: bytes | None) -> str | None:
+    """The API key of a request to the API (`Authorization: Bearer <key>` on a /v1/ path):
+    an API client has no session, its key signs it in."""
+    if not path.startswith(API_PATH_PREFIX) or not authorization:
+        return None
+    scheme, _, key = authorization.decode("latin1").partition(" ")
+    key = key.strip()
+    return key if scheme.lower() == "bearer" and key else None
+
+
+def _api_key_signs_in(key: str) -> bool:
+    from conversations.api.selectors import api_key_authenticate
+
+    return api_key_authenticate(key=key) is not None
 
 
 def session_key_of(cookie_header: bytes | None) -> str | None:
@@ -66,16 +84,21 @@ class RequestBodyLimit:
         declared = _content_length(headers.get(b"content-length"))
         session_key = session_key_of(headers.get(b"cookie"))
         path = scope["path"]
+        api_key = api_key_of(path=path, authorization=headers.get(b"authorization"))
         signed_in = None
 
         async def limit_for(size: int) -> int:
-            # The session is looked up only for a body an anonymous client may not send.
+            # The session (or API key) is looked up only for a body an anonymous client may not
+            # send.
             nonlocal signed_in
-            if size <= settings.HTTP_MAX_ANONYMOUS_BODY_BYTES or not session_key:
+            if size <= settings.HTTP_MAX_ANONYMOUS_BODY_BYTES or not (session_key or api_key):
                 return settings.HTTP_MAX_ANONYMOUS_BODY_BYTES
             if signed_in is None:
                 # On the database threads (chatsite.db), not on channels' one shared thread.
-                signed_in = await db_call(_session_signs_in)(session_key)
+                if api_key:
+                    signed_in = await db_call(_api_key_signs_in)(api_key)
+                else:
+                    signed_in = await db_call(_session_signs_in)(session_key)
             return request_body_limit(path=path, signed_in=signed_in)
 
         if declared is not None and declared > (limit := await limit_for(declared)):

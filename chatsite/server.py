@@ -25,7 +25,12 @@ from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.ws_protocol import WebSocketFactory
 from twisted.web import http
 
-from chatsite.request_limits import request_body_limit, session_key_of, too_large_body
+from chatsite.request_limits import (
+    api_key_of,
+    request_body_limit,
+    session_key_of,
+    too_large_body,
+)
 
 
 class LimitedRequest(WebRequest):
@@ -91,9 +96,12 @@ class LimitedHTTPChannel(http.HTTPChannel):
         request = self.requests[-1]
         path = self._path.split(b"?", 1)[0].decode("latin1")
         cookie = request.requestHeaders.getRawHeaders(b"cookie", [b""])[0]
-        # Without a session cookie nobody is signed in; with one, RequestBodyLimit (in the
-        # application) checks that it is a real session before taking a larger body.
-        limit = request_body_limit(path=path, signed_in=session_key_of(cookie) is not None)
+        authorization = request.requestHeaders.getRawHeaders(b"authorization", [b""])[0]
+        # Without a session cookie (or an API key) nobody is signed in; with one,
+        # RequestBodyLimit (in the application) checks that it is real before taking a larger
+        # body.
+        credentials = session_key_of(cookie) or api_key_of(path=path, authorization=authorization)
+        limit = request_body_limit(path=path, signed_in=credentials is not None)
         if self.length is not None and self.length > limit:
             self.refuse(413, b"Content Too Large", too_large_body(limit))
             return

@@ -310,3 +310,7 @@ class MessageAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+# The API's keys and calls (registered on import).
+from conversations.api import admin as api_admin  # noqa: E402, F401

@@ -184,3 +184,18 @@ class SidebarPageForm(forms.Form):
         except (ValueError, OverflowError):
             raise forms.ValidationError("Not a page of this list.") from None
         return value
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(
+        label="Name", max_length=100, help_text="What the key is for, e.g. “laptop” or “editor”."
+    )
+    store_conversations = forms.BooleanField(
+        label="Save this key's calls in my history", required=False
+    )
+
+    def clean_name(self):
+        name = " ".join(self.cleaned_data["name"].split())
+        if not name:
+            raise forms.ValidationError("Give the key a name.")
+        return name

@@ -108,3 +108,91 @@ class Message(models.Model):
         from conversations.errors import error_detail_for_user
 
         return error_detail_for_user(code=self.error_code, detail=self.error_detail)
+
+
+class ApiKey(models.Model):
+    """A key for the OpenAI-compatible API (conversations.api). Only a hash of the key is stored:
+    the key itself is shown once, when it is created."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys"
+    )
+    name = models.CharField(max_length=100)
+    # The key's first characters, shown in lists so a user can tell keys apart; too short to
+    # help anyone guess the rest (the key carries 256 random bits after it).
+    prefix = models.CharField(max_length=16, editable=False)
+    # SHA-256 of the whole key, hex: a key is random and long, so a fast hash is as strong as
+    # a slow one here, and it is checked on every request.
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    # The API's calls made with this key are also saved as conversations in the user's history.
+    store_conversations = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Refreshed at most once a minute (conversations.api.services.api_key_touch).
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+class ApiCall(models.Model):
+    """One call of `POST /v1/chat/completions`: who, with which key, to whom, and how it went.
+    A `running` row holds one of its user's answer slots (CHAT_MAX_CONCURRENT_GENERATIONS), as a
+    streaming message does."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        COMPLETE = "complete"
+        ERROR = "error"
+        # The client went away before the answer was complete; the upstream request was ended.
+        DISCONNECTED = "disconnected"
+        # The server stopped while the call ran.
+        INTERRUPTED = "interrupted"
+        # Refused before any upstream was asked: a bad request, an unknown model, the user's
+        # answer limit.
+        REFUSED = "refused"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_calls"
+    )
+    api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="calls"
+    )
+    # Kept as it was at the time of the call: a key may be renamed or deleted later.
+    key_name = models.CharField(max_length=100, blank=True, default="")
+    provider = models.CharField(max_length=64, blank=True, default="")
+    model = models.CharField(max_length=200, blank=True, default="")
+    stream = models.BooleanField(default=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error_code = models.CharField(max_length=64, blank=True, default="")
+    error_detail = models.CharField(max_length=500, blank=True, default="")
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    # Refreshed while the call runs (as a streaming message's checkpoint is): a `running` row not
+    # refreshed for CHAT_STALE_STREAM_SECONDS belongs to a process that died and no longer holds
+    # its user's slot.
+    alive_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    conversation = models.ForeignKey(
+        Conversation, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-started_at"]
+        verbose_name = "API call"
+        indexes = [
+            models.Index(fields=["user", "status", "alive_at"], name="apicall_user_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key_name}: {self.provider}/{self.model} ({self.status})"

@@ -8,11 +8,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
-from django.db.models import Q
+from django.db.models import Count, Q, Subquery
+from django.db.models.functions import Coalesce
 
-from conversations.models import Conversation, Message
+from conversations.models import ApiCall, Conversation, Message
 
 
 def conversation_get_for_user(
@@ -74,8 +76,33 @@ def message_ids_stale_streaming(*, saved_before: datetime) -> list[uuid.UUID]:
     )
 
 
-def message_count_streaming_for_user(*, user: AbstractBaseUser) -> int:
-    return Message.objects.filter(conversation__owner=user, status=Message.Status.STREAMING).count()
+def answer_count_running_for_user(*, user: AbstractBaseUser, calls_alive_since: datetime) -> int:
+    """The user's running answers, chat and API together (API calls refreshed since
+    `calls_alive_since`), in one query: it runs on every start of an answer."""
+    streaming = (
+        Message.objects.filter(conversation__owner=user, status=Message.Status.STREAMING)
+        .order_by()
+        .values("status")
+        .annotate(count=Count("pk"))
+        .values("count")
+    )
+    calls = (
+        ApiCall.objects.filter(
+            user=user, status=ApiCall.Status.RUNNING, alive_at__gte=calls_alive_since
+        )
+        .order_by()
+        .values("status")
+        .annotate(count=Count("pk"))
+        .values("count")
+    )
+    counts = (
+        get_user_model()
+        .objects.filter(pk=user.pk)
+        .annotate(answers=Coalesce(Subquery(streaming), 0), calls=Coalesce(Subquery(calls), 0))
+        .values_list("answers", "calls")
+        .first()
+    )
+    return sum(counts) if counts else 0
 
 
 # --- Reads for the chat pages (sidebar, branch pages, sibling arrows) ---------------------------

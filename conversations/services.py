@@ -24,14 +24,15 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Case, TextField, Value, When
 from django.utils import timezone
 
+from conversations.api.selectors import api_call_stale_cutoff
 from conversations.errors import ChatError
 from conversations.groups import generation_group
 from conversations.models import Conversation, Message
 from conversations.protocol import PROVIDER_OPTIONS, ChatSend, options_parse
 from conversations.rendering import RENDER_VERSION
 from conversations.selectors import (
+    answer_count_running_for_user,
     message_branch_list,
-    message_count_streaming_for_user,
     message_newest_leaf_under,
 )
 from providers.errors import ProviderError
@@ -284,13 +285,21 @@ def provider_options(*, stored: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _lock_user_and_check_limit(user: AbstractBaseUser) -> None:
+    answer_slot_check(user=user)
+
+
+def answer_slot_check(*, user: AbstractBaseUser) -> None:
+    """Refuse (ChatError `rate_limited`) when the user already has CHAT_MAX_CONCURRENT_GENERATIONS
+    answers running: chat answers and API calls together. Call inside the transaction that
+    starts the answer, which this makes wait for the user's other starts."""
     # The user row lock serialises one user's starts across processes on PostgreSQL, so two
     # simultaneous sends cannot both pass the limit. SQLite has no row locks (the query would
     # run for nothing): its IMMEDIATE transactions already serialise every writer.
     if connection.features.has_select_for_update:
         get_user_model().objects.select_for_update().filter(pk=user.pk).first()
     limit = settings.CHAT_MAX_CONCURRENT_GENERATIONS
-    if message_count_streaming_for_user(user=user) >= limit:
+    running = answer_count_running_for_user(user=user, calls_alive_since=api_call_stale_cutoff())
+    if running >= limit:
         raise ChatError(
             "rate_limited", f"You already have {limit} answers running; wait or stop one."
         )

@@ -10,6 +10,8 @@ urlpatterns = [
     path("history/", views.history, name="history"),
     path("export.json", views.export_all, name="export_all"),
     path("import/", views.conversation_import, name="import"),
+    path("account/api-keys/", views.api_keys, name="api_keys"),
+    path("account/api-keys/<int:key_id>/revoke/", views.api_key_revoke_view, name="api_key_revoke"),
     path("c/<uuid:conversation_id>/", views.conversation_detail, name="conversation"),
     path("c/<uuid:conversation_id>/send/", views.conversation_send, name="conversation_send"),
     path(

@@ -19,8 +19,11 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from conversations import selectors, services
+from conversations.api.selectors import api_key_list_for_user
+from conversations.api.services import api_key_create, api_key_revoke
 from conversations.errors import ChatError
 from conversations.forms import (
+    ApiKeyForm,
     ComposerForm,
     ConversationSettingsForm,
     ImportForm,
@@ -472,3 +475,42 @@ def history(request):
         },
         status=400 if form.errors else 200,
     )
+
+
+@require_http_methods(["GET", "POST"])
+def api_keys(request):
+    """The user's API keys: create one (shown once, on the page that answers the post), list,
+    revoke."""
+    form = ApiKeyForm(request.POST or None)
+    new_key = None
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            new_key = api_key_create(
+                user=request.user,
+                name=form.cleaned_data["name"],
+                store_conversations=form.cleaned_data["store_conversations"],
+            ).key
+            form = ApiKeyForm()
+        else:
+            status = 400
+    context = {
+        "form": form,
+        "new_key": new_key,
+        "keys": api_key_list_for_user(user=request.user),
+        "api_base": request.build_absolute_uri("/v1"),
+    }
+    response = _page(request, "conversations/api_keys.html", context, status=status)
+    # The one page that shows a key: no cache of any kind may keep it.
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_POST
+def api_key_revoke_view(request, key_id: int):
+    key = api_key_list_for_user(user=request.user).filter(pk=key_id).first()
+    if key is None:
+        raise Http404("No such key.")
+    api_key_revoke(api_key=key)
+    flash.success(request, f"Revoked the key “{key.name}”.")
+    return redirect("api_keys")

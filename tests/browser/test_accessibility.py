@@ -8,6 +8,7 @@ import pytest
 from django.conf import settings
 from playwright.sync_api import expect
 
+from conversations.api.services import api_key_create
 from tests.browser.test_chat import send
 from tests.conversations import page_factories as make
 
@@ -57,11 +58,13 @@ def _pages(user) -> dict[str, str]:
     )
     for index in range(3):
         make.conversation(user, f"Earlier chat {index}")
+    api_key_create(user=user, name="editor")
     return {
         "empty chat": "/",
         "conversation": f"/c/{chat.id}/",
         "history search": "/history/?q=greet",
         "import": "/import/",
+        "API keys": "/account/api-keys/",
     }
 
 

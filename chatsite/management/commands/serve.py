@@ -20,6 +20,14 @@ class Command(BaseCommand):
         interrupted = generation_recover_on_start()
         if interrupted:
             self.stdout.write(f"Marked {interrupted} unfinished answer(s) as interrupted.")
+        # API calls left `running` the same way would hold their users' answer slots.
+        from conversations.api.services import api_call_interrupt_dead, api_call_interrupt_stale
+        from conversations.eventlog import event_log_is_shared
+
+        if event_log_is_shared():
+            api_call_interrupt_stale()
+        else:
+            api_call_interrupt_dead(alive_before=None)
         self.stdout.write(f"Serving on http://{settings.BIND_ADDRESS}:{port}/", ending="\n")
         self.stdout.flush()
         # exec, not a child process: signals from the terminal or a supervisor reach Daphne itself.
