@@ -108,3 +108,26 @@ class Message(models.Model):
         from conversations.errors import error_detail_for_user
 
         return error_detail_for_user(code=self.error_code, detail=self.error_detail)
+
+
+class SharedConversation(models.Model):
+    """A read-only copy of one branch of a conversation, reachable by an unguessable token.
+
+    The messages and their HTML are copied when the link is made, so later edits, retries or a
+    switch to another branch do not change what the link shows; deleting the conversation or
+    revoking the link (deleting this row) ends it."""
+
+    token = models.CharField(max_length=64, unique=True, editable=False)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="shares")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    title = models.CharField(max_length=200, blank=True, default="")
+    # [{"role": ..., "content": ..., "html": ... or None}], root first.
+    messages = models.JSONField(default=list, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["owner", "-created_at"], name="share_owner_recent")]
+
+    def __str__(self) -> str:
+        return self.title or str(self.conversation_id)

@@ -12,7 +12,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
 from django.db.models import Q
 
-from conversations.models import Conversation, Message
+from conversations.models import Conversation, Message, SharedConversation
 
 
 def conversation_get_for_user(
@@ -288,3 +288,30 @@ def message_branch(*, conversation: Conversation) -> list[Message]:
     if leaf is None:
         return []
     return message_branch_list(leaf_id=leaf, limit=10**9)
+
+
+# --- Share links ---------------------------------------------------------------------------------
+
+
+def share_get_by_token(*, token: str) -> SharedConversation | None:
+    """The link with this token, for anyone who has it; None once revoked, or while its
+    conversation is being deleted."""
+    return SharedConversation.objects.filter(
+        token=token, conversation__hidden_since__isnull=True
+    ).first()
+
+
+def share_list_for_user(*, user: AbstractBaseUser) -> list[SharedConversation]:
+    return list(
+        SharedConversation.objects.filter(owner=user, conversation__hidden_since__isnull=True)
+        .defer("messages")
+        .order_by("-created_at")
+    )
+
+
+def share_list_for_conversation(*, conversation: Conversation) -> list[SharedConversation]:
+    return list(
+        SharedConversation.objects.filter(conversation=conversation)
+        .defer("messages")
+        .order_by("-created_at")
+    )

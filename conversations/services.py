@@ -6,6 +6,7 @@ together, so no half-written exchange is ever visible.
 """
 
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,10 +27,11 @@ from django.utils import timezone
 
 from conversations.errors import ChatError
 from conversations.groups import generation_group
-from conversations.models import Conversation, Message
+from conversations.models import Conversation, Message, SharedConversation
 from conversations.protocol import PROVIDER_OPTIONS, ChatSend, options_parse
-from conversations.rendering import RENDER_VERSION
+from conversations.rendering import RENDER_VERSION, message_html
 from conversations.selectors import (
+    message_branch,
     message_branch_list,
     message_count_streaming_for_user,
     message_newest_leaf_under,
@@ -587,3 +589,44 @@ def conversation_update_settings(
         options=options,
     )
     return conversation
+
+
+# --- Share links ---------------------------------------------------------------------------------
+
+# 32 random bytes: 43 URL-safe characters, far beyond guessing.
+SHARE_TOKEN_BYTES = 32
+SHARED_STATUSES = {
+    Message.Status.COMPLETE,
+    Message.Status.STOPPED,
+    Message.Status.ERROR,
+    Message.Status.INTERRUPTED,
+}
+
+
+def _shared_message(message: Message) -> dict[str, Any]:
+    # Only what the page shows: no ids, provider names or errors meant for the owner.
+    final_answer = message.role == Message.Role.ASSISTANT and message.status in SHARED_STATUSES
+    return {
+        "role": message.role,
+        "content": message.content,
+        "html": message_html(message) if final_answer and message.content else None,
+    }
+
+
+def share_create(*, conversation: Conversation) -> SharedConversation:
+    """A new link to a copy of the conversation's current branch, as it is now (callers have
+    checked ownership). The HTML is copied too, so the shared page never renders Markdown."""
+    branch = message_branch(conversation=conversation)
+    return SharedConversation.objects.create(
+        token=secrets.token_urlsafe(SHARE_TOKEN_BYTES),
+        conversation=conversation,
+        owner_id=conversation.owner_id,
+        title=conversation.title,
+        messages=[_shared_message(message) for message in branch],
+    )
+
+
+def share_revoke(*, user: AbstractBaseUser, share_id: int) -> bool:
+    """Delete one of the user's links; False when the user has no such link."""
+    deleted, _ = SharedConversation.objects.filter(pk=share_id, owner=user).delete()
+    return deleted > 0

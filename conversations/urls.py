@@ -10,7 +10,11 @@ urlpatterns = [
     path("history/", views.history, name="history"),
     path("export.json", views.export_all, name="export_all"),
     path("import/", views.conversation_import, name="import"),
+    path("account/", views.account, name="account"),
+    path("s/<str:token>/", views.shared, name="shared"),
+    path("shares/<int:share_id>/revoke/", views.share_revoke, name="share_revoke"),
     path("c/<uuid:conversation_id>/", views.conversation_detail, name="conversation"),
+    path("c/<uuid:conversation_id>/share/", views.conversation_share, name="conversation_share"),
     path("c/<uuid:conversation_id>/send/", views.conversation_send, name="conversation_send"),
     path(
         "c/<uuid:conversation_id>/settings/",

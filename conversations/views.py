@@ -10,7 +10,10 @@ from typing import Any
 from urllib.parse import quote
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.contrib import messages as flash
+from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -471,4 +474,70 @@ def history(request):
             "model_names": sorted({model for target in targets for model in target["models"]}),
         },
         status=400 if form.errors else 200,
+    )
+
+
+# --- Share links ---------------------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+def conversation_share(request, conversation_id: uuid.UUID):
+    """The conversation's links: a form that makes a new one, and those made before."""
+    conversation = _conversation_or_404(request, conversation_id)
+    if request.method == "POST":
+        services.share_create(conversation=conversation)
+        flash.success(request, "Link created. Anyone signed in who has it can read this copy.")
+        return redirect("conversation_share", conversation_id=conversation.id)
+    shares = selectors.share_list_for_conversation(conversation=conversation)
+    return _page(
+        request,
+        "conversations/share.html",
+        {
+            "conversation": conversation,
+            "shares": _share_links(request, shares),
+            "public_shares": settings.CHAT_PUBLIC_SHARES,
+        },
+    )
+
+
+def _share_links(request, shares) -> list[dict[str, Any]]:
+    return [
+        {
+            "share": share,
+            "url": request.build_absolute_uri(reverse("shared", kwargs={"token": share.token})),
+        }
+        for share in shares
+    ]
+
+
+@require_POST
+def share_revoke(request, share_id: int):
+    if not services.share_revoke(user=request.user, share_id=share_id):
+        raise Http404("No such link.")
+    flash.success(request, "Link revoked: it no longer opens.")
+    return redirect(_next_or(request, reverse("account")))
+
+
+@login_not_required
+@require_GET
+def shared(request, token: str):
+    """A shared copy: its stored messages and HTML, nothing of its owner's account."""
+    if not settings.CHAT_PUBLIC_SHARES and not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    share = selectors.share_get_by_token(token=token)
+    if share is None:
+        raise Http404("No such link.")
+    response = render(request, "conversations/shared.html", {"share": share})
+    # Shared pages are for the people given the link, not for search engines.
+    response["X-Robots-Tag"] = "noindex, nofollow"
+    return response
+
+
+@require_GET
+def account(request):
+    shares = selectors.share_list_for_user(user=request.user)
+    return _page(
+        request,
+        "conversations/account.html",
+        {"conversation": None, "shares": _share_links(request, shares)},
     )

@@ -8,6 +8,7 @@ import pytest
 from django.conf import settings
 from playwright.sync_api import expect
 
+from conversations import services
 from tests.browser.test_chat import send
 from tests.conversations import page_factories as make
 
@@ -57,11 +58,15 @@ def _pages(user) -> dict[str, str]:
     )
     for index in range(3):
         make.conversation(user, f"Earlier chat {index}")
+    share = services.share_create(conversation=chat)
     return {
         "empty chat": "/",
         "conversation": f"/c/{chat.id}/",
         "history search": "/history/?q=greet",
         "import": "/import/",
+        "share": f"/c/{chat.id}/share/",
+        "account": "/account/",
+        "shared conversation": f"/s/{share.token}/",
     }
 
 
@@ -76,7 +81,7 @@ def test_main_pages_have_no_serious_wcag_violations(
     for name, url in pages.items():
         page.goto(url)
         expect(page.locator("#main")).to_be_visible()
-        if name == "conversation":  # checked once KaTeX has typeset the answer's math
+        if name in ("conversation", "shared conversation"):  # once KaTeX has typeset the math
             expect(page.locator(".message--assistant .katex")).to_have_count(2)
         found[name] = serious_violations(page, axe_source)
     signed_out = open_page(color_scheme=scheme, viewport=VIEWPORTS[viewport])
