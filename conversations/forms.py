@@ -184,3 +184,7 @@ class SidebarPageForm(forms.Form):
         except (ValueError, OverflowError):
             raise forms.ValidationError("Not a page of this list.") from None
         return value
+
+
+class FolderForm(forms.Form):
+    name = forms.CharField(label="Folder name", max_length=100)

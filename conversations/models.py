@@ -4,6 +4,27 @@ from django.conf import settings
 from django.db import models
 
 
+class Folder(models.Model):
+    """A user's named group of conversations in the sidebar. Deleting one leaves its
+    conversations where they were, outside any folder."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="folders"
+    )
+    name = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="folder_owner_name_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Conversation(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(
@@ -33,6 +54,12 @@ class Conversation(models.Model):
         "Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     archived = models.BooleanField(default=False)
+    # Pinned conversations lead the sidebar, most recently pinned first. Both columns nullable
+    # without defaults, like hidden_since below, so that SQLite adds them in place.
+    pinned_at = models.DateTimeField(null=True, blank=True)
+    folder = models.ForeignKey(
+        Folder, null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     # Set while an import writes the conversation, or a delete removes it, in many short

@@ -59,6 +59,12 @@ def _pages(user) -> dict[str, str]:
     for index in range(3):
         make.conversation(user, f"Earlier chat {index}")
     share = services.share_create(conversation=chat)
+    # The sidebar's sections too: a pinned conversation and a folder, open around the current one.
+    services.conversation_set_pinned(
+        conversation=make.conversation(user, "Pinned notes"), pinned=True
+    )
+    folder = services.folder_create(user=user, name="Projects")
+    services.conversation_move(conversation=chat, folder=folder)
     return {
         "empty chat": "/",
         "conversation": f"/c/{chat.id}/",
@@ -66,6 +72,8 @@ def _pages(user) -> dict[str, str]:
         "import": "/import/",
         "share": f"/c/{chat.id}/share/",
         "account": "/account/",
+        "new folder": "/folders/new/",
+        "folder": f"/conversations/?folder={folder.pk}",
         "shared conversation": f"/s/{share.token}/",
     }
 

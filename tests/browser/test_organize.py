@@ -5,7 +5,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from conversations.models import SharedConversation
+from conversations import services
+from conversations.models import Conversation, SharedConversation
 from tests.conversations import page_factories as make
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -54,3 +55,116 @@ def test_share_from_the_menu_open_as_another_user_then_revoke(open_page, user, d
     assert not SharedConversation.objects.exists()
     response = reader.goto(url)
     assert response.status == 404
+
+
+# --- Pins and folders -----------------------------------------------------------------------------
+
+
+def test_pin_from_the_sidebar_menu_puts_it_on_top(open_page, user):
+    old = make.conversation(user, "Reference card")
+    for index in range(4):
+        make.conversation(user, f"Newer chat {index}")
+    page = open_page(user)
+    page.goto("/")
+    item = page.locator(f'.conversation-item[data-id="{old.id}"]')
+
+    item.hover()
+    item.get_by_label("Actions for “Reference card”").click()
+    item.get_by_role("button", name="Pin to the top").click()
+
+    first = page.locator("#conversation-list .conversation-item").first
+    expect(first).to_have_attribute("data-id", str(old.id))
+    expect(page.locator("#conversation-list .conversation-group").first).to_have_text("Pinned")
+    first.hover()
+    first.get_by_label("Actions for “Reference card”").click()
+    first.get_by_role("button", name="Unpin").click()
+    expect(page.locator("#conversation-list .conversation-item").last).to_have_attribute(
+        "data-id", str(old.id)
+    )
+
+
+def test_create_a_folder_and_drag_a_conversation_into_it_and_out(open_page, user):
+    chat = make.conversation(user, "Quarterly numbers")
+    make.conversation(user, "Lunch ideas")
+    page = open_page(user)
+    page.goto("/")
+
+    page.get_by_role("link", name="New folder").click()
+    page.get_by_label("Folder name").fill("Work")
+    page.get_by_role("button", name="Create folder").click()
+    folder = page.locator(".folder", has_text="Work")
+    expect(folder).to_be_visible()
+
+    item = page.locator(f'#conversation-list > .conversation-item[data-id="{chat.id}"]')
+    item.drag_to(folder.locator(".folder-summary"))
+    inside = folder.locator(f'.conversation-item[data-id="{chat.id}"]')
+    expect(inside).to_be_visible()
+    assert str(Conversation.objects.get(pk=chat.pk).folder.name) == "Work"
+
+    # Dropped on the list outside any folder, it leaves the folder (and is kept).
+    inside.drag_to(page.locator("#conversation-list > .conversation-item").first)
+    expect(
+        page.locator(f'#conversation-list > .conversation-item[data-id="{chat.id}"]')
+    ).to_be_visible()
+    expect(inside).to_have_count(0)
+    assert Conversation.objects.get(pk=chat.pk).folder_id is None
+
+
+def test_move_with_the_keyboard_rename_and_delete_a_folder(open_page, user):
+    chat = make.conversation(user, "Trip plans")
+    services.folder_create(user=user, name="Personal")
+    page = open_page(user)
+    page.goto(f"/c/{chat.id}/")
+
+    menu = page.locator(f'.conversation-item[data-id="{chat.id}"] .item-menu')
+    menu.locator("summary").focus()
+    page.keyboard.press("Enter")
+    menu.get_by_label("Folder").focus()
+    menu.get_by_label("Folder").select_option(label="Personal")
+    menu.get_by_role("button", name="Move").focus()
+    page.keyboard.press("Enter")
+
+    folder = page.locator(".folder", has_text="Personal")
+    expect(folder.locator(f'.conversation-item[data-id="{chat.id}"]')).to_be_visible()
+
+    folder.get_by_label("Actions for the folder “Personal”").click()
+    folder.get_by_role("link", name="Rename folder").click()
+    page.get_by_label("Folder name").fill("Holidays")
+    page.get_by_role("button", name="Save").click()
+    folder = page.locator(".folder", has_text="Holidays")
+    expect(folder).to_be_visible()
+
+    folder.get_by_label("Actions for the folder “Holidays”").click()
+    folder.get_by_role("button", name=re.compile("Delete folder")).click()
+    expect(page.locator(".folder")).to_have_count(0)
+    expect(
+        page.locator(f'#conversation-list > .conversation-item[data-id="{chat.id}"]')
+    ).to_be_visible()
+
+
+def test_without_javascript_pin_and_move_with_the_conversation_menu(
+    playwright_browser, chat_server, user
+):
+    chat = make.conversation(user, "No script here")
+    for index in range(3):
+        make.conversation(user, f"Newer {index}")
+    services.folder_create(user=user, name="Archive box")
+    context, page = _no_js_page(playwright_browser, chat_server, user)
+    try:
+        page.goto(f"/c/{chat.id}/")
+        expect(page.locator("html")).to_have_class("no-js")
+        menu = page.locator("#conversation-menu")
+        menu.locator("summary").click()
+        menu.get_by_label("Folder").select_option(label="Archive box")
+        menu.get_by_role("button", name="Move").click()
+
+        expect(page).to_have_url(re.compile(rf"/c/{chat.id}/$"))
+        folder = page.locator(".folder", has_text="Archive box")
+        expect(folder.locator(f'.conversation-item[data-id="{chat.id}"]')).to_be_visible()
+
+        page.locator("#conversation-menu summary").click()
+        page.get_by_role("button", name="Pin to the top").click()
+        first = page.locator("#conversation-list .conversation-item").first
+        expect(first).to_have_attribute("data-id", str(chat.id))
+    finally:
+        context.close()
