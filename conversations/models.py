@@ -158,3 +158,23 @@ class SharedConversation(models.Model):
 
     def __str__(self) -> str:
         return self.title or str(self.conversation_id)
+
+
+class UserSettings(models.Model):
+    """One user's choices that follow them from device to device."""
+
+    class Theme(models.TextChoices):
+        SYSTEM = "system", "System"
+        LIGHT = "light", "Light"
+        DARK = "dark", "Dark"
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="chat_settings",
+    )
+    theme = models.CharField(max_length=8, choices=Theme.choices, default=Theme.SYSTEM)
+
+    def __str__(self) -> str:
+        return f"settings of {self.user_id}"

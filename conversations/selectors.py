@@ -13,7 +13,13 @@ from django.db import connection
 from django.db.models import F, Q, Window
 from django.db.models.functions import RowNumber
 
-from conversations.models import Conversation, Folder, Message, SharedConversation
+from conversations.models import (
+    Conversation,
+    Folder,
+    Message,
+    SharedConversation,
+    UserSettings,
+)
 
 
 def conversation_get_for_user(
@@ -414,3 +420,14 @@ def share_list_for_conversation(*, conversation: Conversation) -> list[SharedCon
         .defer("messages")
         .order_by("-created_at")
     )
+
+
+# --- Per-user settings ---------------------------------------------------------------------------
+
+
+def user_theme(*, user) -> str:
+    """The theme the user chose; "system" (follow the device) for anyone who never chose."""
+    if not user.is_authenticated:
+        return UserSettings.Theme.SYSTEM
+    theme = UserSettings.objects.filter(user=user).values_list("theme", flat=True).first()
+    return theme or UserSettings.Theme.SYSTEM

@@ -27,7 +27,13 @@ from django.utils import timezone
 
 from conversations.errors import ChatError
 from conversations.groups import generation_group
-from conversations.models import Conversation, Folder, Message, SharedConversation
+from conversations.models import (
+    Conversation,
+    Folder,
+    Message,
+    SharedConversation,
+    UserSettings,
+)
 from conversations.protocol import PROVIDER_OPTIONS, ChatSend, options_parse
 from conversations.rendering import RENDER_VERSION, message_html
 from conversations.selectors import (
@@ -706,3 +712,12 @@ def folder_delete(*, folder: Folder) -> None:
     with transaction.atomic():
         Conversation.objects.filter(folder=folder).update(folder=None)
         folder.delete()
+
+
+# --- Per-user settings ---------------------------------------------------------------------------
+
+
+def user_theme_set(*, user: AbstractBaseUser, theme: str) -> None:
+    if theme not in UserSettings.Theme.values:
+        raise ChatError("invalid", "Choose System, Light or Dark.")
+    UserSettings.objects.update_or_create(user=user, defaults={"theme": theme})

@@ -11,6 +11,7 @@ urlpatterns = [
     path("export.json", views.export_all, name="export_all"),
     path("import/", views.conversation_import, name="import"),
     path("account/", views.account, name="account"),
+    path("account/theme/", views.account_theme, name="account_theme"),
     path("folders/new/", views.folder_create, name="folder_create"),
     path("folders/<uuid:folder_id>/rename/", views.folder_rename, name="folder_rename"),
     path("folders/<uuid:folder_id>/delete/", views.folder_delete, name="folder_delete"),

@@ -35,7 +35,7 @@ from conversations.forms import (
     target_value,
 )
 from conversations.generation import generation_run_to_completion
-from conversations.models import Conversation, Message
+from conversations.models import Conversation, Message, UserSettings
 from conversations.rendering import messages_html_for_view, render_markdown
 from conversations.search import SearchFilters, search_for_user
 from conversations.transfer import (
@@ -546,8 +546,23 @@ def account(request):
     return _page(
         request,
         "conversations/account.html",
-        {"conversation": None, "shares": _share_links(request, shares)},
+        {
+            "conversation": None,
+            "shares": _share_links(request, shares),
+            "themes": UserSettings.Theme.choices,
+        },
     )
+
+
+@require_POST
+def account_theme(request):
+    try:
+        services.user_theme_set(user=request.user, theme=request.POST.get("theme", ""))
+    except ChatError as exc:
+        flash.error(request, exc.detail)
+    else:
+        flash.success(request, "Theme saved.")
+    return redirect(_next_or(request, reverse("account")))
 
 
 # --- Pins and folders ----------------------------------------------------------------------------

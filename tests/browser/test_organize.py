@@ -168,3 +168,68 @@ def test_without_javascript_pin_and_move_with_the_conversation_menu(
         expect(first).to_have_attribute("data-id", str(chat.id))
     finally:
         context.close()
+
+
+# --- Theme ---------------------------------------------------------------------------------------
+
+DARK_BG = "rgb(23, 24, 28)"
+LIGHT_BG = "rgb(255, 255, 255)"
+
+
+def _first_paint_background(playwright_browser, chat_server, user, *, os_scheme):
+    """The page's background as the served HTML and CSS give it, with scripts disabled: what the
+    first paint shows, before any script could run."""
+    from django.test import Client
+
+    context = playwright_browser.new_context(
+        base_url=chat_server.url, java_script_enabled=False, color_scheme=os_scheme
+    )
+    client = Client()
+    client.force_login(user)
+    context.add_cookies(
+        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": chat_server.url}]
+    )
+    try:
+        page = context.new_page()
+        page.goto("/")
+        theme = page.locator("html").get_attribute("data-theme")
+        background = page.locator("body").evaluate("b => getComputedStyle(b).backgroundColor")
+        return theme, background
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize(
+    ("choice", "os_scheme", "expected"),
+    [
+        ("dark", "light", DARK_BG),
+        ("light", "dark", LIGHT_BG),
+        ("system", "dark", DARK_BG),
+        ("system", "light", LIGHT_BG),
+    ],
+)
+def test_the_first_paint_has_the_chosen_theme(
+    playwright_browser, chat_server, user, choice, os_scheme, expected
+):
+    services.user_theme_set(user=user, theme=choice)
+    theme, background = _first_paint_background(
+        playwright_browser, chat_server, user, os_scheme=os_scheme
+    )
+    assert (theme, background) == (choice, expected)
+
+
+def test_choose_dark_on_the_account_page_and_it_is_remembered(open_page, user):
+    page = open_page(user, color_scheme="light")
+    page.goto("/")
+    page.locator(".account").click()
+    page.get_by_role("link", name="Account and settings").click()
+
+    page.get_by_label("Dark").check()
+    page.get_by_role("button", name="Save theme").click()
+
+    expect(page.get_by_text("Theme saved.")).to_be_visible()
+    expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+    assert page.locator("body").evaluate("b => getComputedStyle(b).backgroundColor") == DARK_BG
+    other_device = open_page(user, color_scheme="light")
+    other_device.goto("/")
+    expect(other_device.locator("html")).to_have_attribute("data-theme", "dark")
