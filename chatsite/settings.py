@@ -106,6 +106,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.csp",
+                "conversations.context_processors.theme",
             ],
         },
     },
@@ -343,6 +344,8 @@ CHAT_ANSWER_IDLE_SECONDS = env.float("CHAT_ANSWER_IDLE_SECONDS", default=120.0)
 CHAT_SESSION_RECHECK_SECONDS = env.float("CHAT_SESSION_RECHECK_SECONDS", default=60.0)
 # Name of a provider config that writes conversation titles; empty: the first words of the chat.
 CHAT_TITLE_PROVIDER = env.str("CHAT_TITLE_PROVIDER", default="")
+# Shared conversation links open for visitors who are not signed in (else: any signed-in user).
+CHAT_PUBLIC_SHARES = env.bool("CHAT_PUBLIC_SHARES", default=False)
 
 # --- HTTP limits (chatsite.server in front of Daphne, chatsite.request_limits in front of Django)
 # A request head must be complete this long after the connection opens (or the last response).

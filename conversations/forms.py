@@ -199,3 +199,7 @@ class ApiKeyForm(forms.Form):
         if not name:
             raise forms.ValidationError("Give the key a name.")
         return name
+
+
+class FolderForm(forms.Form):
+    name = forms.CharField(label="Folder name", max_length=100)

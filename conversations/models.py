@@ -4,6 +4,27 @@ from django.conf import settings
 from django.db import models
 
 
+class Folder(models.Model):
+    """A user's named group of conversations in the sidebar. Deleting one leaves its
+    conversations where they were, outside any folder."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="folders"
+    )
+    name = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="folder_owner_name_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Conversation(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(
@@ -33,6 +54,12 @@ class Conversation(models.Model):
         "Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     archived = models.BooleanField(default=False)
+    # Pinned conversations lead the sidebar, most recently pinned first. Both columns nullable
+    # without defaults, like hidden_since below, so that SQLite adds them in place.
+    pinned_at = models.DateTimeField(null=True, blank=True)
+    folder = models.ForeignKey(
+        Folder, null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     # Set while an import writes the conversation, or a delete removes it, in many short
@@ -196,3 +223,46 @@ class ApiCall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key_name}: {self.provider}/{self.model} ({self.status})"
+
+
+class SharedConversation(models.Model):
+    """A read-only copy of one branch of a conversation, reachable by an unguessable token.
+
+    The messages and their HTML are copied when the link is made, so later edits, retries or a
+    switch to another branch do not change what the link shows; deleting the conversation or
+    revoking the link (deleting this row) ends it."""
+
+    token = models.CharField(max_length=64, unique=True, editable=False)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="shares")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    title = models.CharField(max_length=200, blank=True, default="")
+    # [{"role": ..., "content": ..., "html": ... or None}], root first.
+    messages = models.JSONField(default=list, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["owner", "-created_at"], name="share_owner_recent")]
+
+    def __str__(self) -> str:
+        return self.title or str(self.conversation_id)
+
+
+class UserSettings(models.Model):
+    """One user's choices that follow them from device to device."""
+
+    class Theme(models.TextChoices):
+        SYSTEM = "system", "System"
+        LIGHT = "light", "Light"
+        DARK = "dark", "Dark"
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="chat_settings",
+    )
+    theme = models.CharField(max_length=8, choices=Theme.choices, default=Theme.SYSTEM)
+
+    def __str__(self) -> str:
+        return f"settings of {self.user_id}"

@@ -5,16 +5,23 @@ so no caller can forget the ownership check.
 """
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
-from django.db.models import Count, Q, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Count, F, Q, Subquery, Window
+from django.db.models.functions import Coalesce, RowNumber
 
-from conversations.models import ApiCall, Conversation, Message
+from conversations.models import (
+    ApiCall,
+    Conversation,
+    Folder,
+    Message,
+    SharedConversation,
+    UserSettings,
+)
 
 
 def conversation_get_for_user(
@@ -109,13 +116,33 @@ def answer_count_running_for_user(*, user: AbstractBaseUser, calls_alive_since: 
 
 SIDEBAR_PAGE_SIZE = 50
 BRANCH_PAGE_SIZE = 50
+# The sidebar's first page shows every pinned conversation and every folder, so both are capped
+# (services refuse more): the page stays a fixed number of bounded queries.
+PINNED_LIMIT = 50
+FOLDER_LIMIT = 100
+# Conversations shown inside each folder of the sidebar; the folder's own page lists them all.
+FOLDER_PREVIEW_SIZE = 10
+
+SIDEBAR_FIELDS = ("id", "title", "updated_at", "archived", "owner_id", "pinned_at", "folder_id")
+
+
+@dataclass(frozen=True)
+class FolderSection:
+    folder: Folder
+    conversations: list[Conversation]  # the newest FOLDER_PREVIEW_SIZE
+    has_more: bool
 
 
 @dataclass(frozen=True)
 class SidebarPage:
+    # Unpinned conversations outside folders (or, for the archive and a folder's page, all of
+    # them), newest activity first.
     conversations: list[Conversation]
     # Opaque keyset cursor for the next (older) page, None on the last page.
     next_cursor: str | None
+    # Only on the first page of the sidebar: pinned conversations, then folders, lead it.
+    pinned: list[Conversation] = field(default_factory=list)
+    folders: list[FolderSection] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -157,16 +184,30 @@ def _parse_sidebar_cursor(cursor: str) -> tuple[datetime, uuid.UUID] | None:
 
 
 def conversation_sidebar_page(
-    *, user, archived: bool = False, cursor: str | None = None, limit: int = SIDEBAR_PAGE_SIZE
+    *,
+    user,
+    archived: bool = False,
+    cursor: str | None = None,
+    folder: Folder | None = None,
+    limit: int = SIDEBAR_PAGE_SIZE,
 ) -> SidebarPage:
-    """One page of the user's conversations, newest activity first, in one query.
+    """One page of the user's conversations, newest activity first.
 
     Keyset pagination on (updated_at, id) rather than OFFSET: a page costs the same whether it is
     the first or the hundredth, and conversations moving to the top do not shift later pages.
+    The sidebar's first page also carries the pinned conversations and the folders with their
+    newest conversations (three more queries, two when there are no folders); later pages hold
+    only the rest, so no conversation shows twice. The archive and a folder's page are plain
+    lists.
     """
     queryset = Conversation.objects.filter(
         owner=user, archived=archived, hidden_since__isnull=True
-    ).only("id", "title", "updated_at", "archived", "owner_id")
+    ).only(*SIDEBAR_FIELDS)
+    sectioned = not archived and folder is None
+    if folder is not None:
+        queryset = queryset.filter(folder=folder)
+    elif sectioned:
+        queryset = queryset.filter(pinned_at__isnull=True, folder__isnull=True)
     position = _parse_sidebar_cursor(cursor) if cursor else None
     if position is not None:
         stamp, ident = position
@@ -174,7 +215,71 @@ def conversation_sidebar_page(
     rows = list(queryset.order_by("-updated_at", "-id")[: limit + 1])
     more = len(rows) > limit
     rows = rows[:limit]
-    return SidebarPage(conversations=rows, next_cursor=_sidebar_cursor(rows[-1]) if more else None)
+    next_cursor = _sidebar_cursor(rows[-1]) if more else None
+    if not sectioned or position is not None:
+        return SidebarPage(conversations=rows, next_cursor=next_cursor)
+    return SidebarPage(
+        conversations=rows,
+        next_cursor=next_cursor,
+        pinned=conversation_list_pinned(user=user),
+        folders=_folder_sections(user=user),
+    )
+
+
+def _shown_in_sidebar(user):
+    return Conversation.objects.filter(owner=user, archived=False, hidden_since__isnull=True)
+
+
+def conversation_list_pinned(*, user) -> list[Conversation]:
+    return list(
+        _shown_in_sidebar(user)
+        .filter(pinned_at__isnull=False)
+        .only(*SIDEBAR_FIELDS)
+        .order_by("-pinned_at", "-id")[:PINNED_LIMIT]
+    )
+
+
+def folder_list_for_user(*, user) -> list[Folder]:
+    return list(Folder.objects.filter(owner=user).order_by("name", "id")[:FOLDER_LIMIT])
+
+
+def folder_get_for_user(*, user, folder_id: uuid.UUID) -> Folder | None:
+    return Folder.objects.filter(pk=folder_id, owner=user).first()
+
+
+def _folder_sections(*, user) -> list[FolderSection]:
+    folders = folder_list_for_user(user=user)
+    if not folders:
+        return []
+    # The newest few of every folder in one query: rows numbered within their folder.
+    ranked = (
+        _shown_in_sidebar(user)
+        .filter(folder__in=[folder.pk for folder in folders], pinned_at__isnull=True)
+        .only(*SIDEBAR_FIELDS)
+        .annotate(
+            rank=Window(
+                RowNumber(),
+                partition_by=[F("folder_id")],
+                order_by=[F("updated_at").desc(), F("id").desc()],
+            )
+        )
+        .filter(rank__lte=FOLDER_PREVIEW_SIZE + 1)
+        .order_by("folder_id", "rank")
+    )
+    by_folder: dict[uuid.UUID, list[Conversation]] = {}
+    for row in ranked:
+        by_folder.setdefault(row.folder_id, []).append(row)
+    sections = []
+    for folder in folders:
+        rows = by_folder.get(folder.pk, [])
+        sections.append(
+            FolderSection(
+                folder=folder,
+                conversations=rows[:FOLDER_PREVIEW_SIZE],
+                has_more=len(rows) > FOLDER_PREVIEW_SIZE,
+            )
+        )
+    return sections
 
 
 def conversation_for_page(*, user, conversation_id: uuid.UUID) -> Conversation:
@@ -315,3 +420,41 @@ def message_branch(*, conversation: Conversation) -> list[Message]:
     if leaf is None:
         return []
     return message_branch_list(leaf_id=leaf, limit=10**9)
+
+
+# --- Share links ---------------------------------------------------------------------------------
+
+
+def share_get_by_token(*, token: str) -> SharedConversation | None:
+    """The link with this token, for anyone who has it; None once revoked, or while its
+    conversation is being deleted."""
+    return SharedConversation.objects.filter(
+        token=token, conversation__hidden_since__isnull=True
+    ).first()
+
+
+def share_list_for_user(*, user: AbstractBaseUser) -> list[SharedConversation]:
+    return list(
+        SharedConversation.objects.filter(owner=user, conversation__hidden_since__isnull=True)
+        .defer("messages")
+        .order_by("-created_at")
+    )
+
+
+def share_list_for_conversation(*, conversation: Conversation) -> list[SharedConversation]:
+    return list(
+        SharedConversation.objects.filter(conversation=conversation)
+        .defer("messages")
+        .order_by("-created_at")
+    )
+
+
+# --- Per-user settings ---------------------------------------------------------------------------
+
+
+def user_theme(*, user) -> str:
+    """The theme the user chose; "system" (follow the device) for anyone who never chose."""
+    if not user.is_authenticated:
+        return UserSettings.Theme.SYSTEM
+    theme = UserSettings.objects.filter(user=user).values_list("theme", flat=True).first()
+    return theme or UserSettings.Theme.SYSTEM

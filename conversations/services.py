@@ -6,6 +6,7 @@ together, so no half-written exchange is ever visible.
 """
 
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,18 +21,27 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Case, TextField, Value, When
 from django.utils import timezone
 
 from conversations.api.selectors import api_call_stale_cutoff
 from conversations.errors import ChatError
 from conversations.groups import generation_group
-from conversations.models import Conversation, Message
+from conversations.models import (
+    Conversation,
+    Folder,
+    Message,
+    SharedConversation,
+    UserSettings,
+)
 from conversations.protocol import PROVIDER_OPTIONS, ChatSend, options_parse
-from conversations.rendering import RENDER_VERSION
+from conversations.rendering import RENDER_VERSION, message_html
 from conversations.selectors import (
+    FOLDER_LIMIT,
+    PINNED_LIMIT,
     answer_count_running_for_user,
+    message_branch,
     message_branch_list,
     message_newest_leaf_under,
 )
@@ -596,3 +606,127 @@ def conversation_update_settings(
         options=options,
     )
     return conversation
+
+
+# --- Share links ---------------------------------------------------------------------------------
+
+# 32 random bytes: 43 URL-safe characters, far beyond guessing.
+SHARE_TOKEN_BYTES = 32
+SHARED_STATUSES = {
+    Message.Status.COMPLETE,
+    Message.Status.STOPPED,
+    Message.Status.ERROR,
+    Message.Status.INTERRUPTED,
+}
+
+
+def _shared_message(message: Message) -> dict[str, Any]:
+    # Only what the page shows: no ids, provider names or errors meant for the owner.
+    final_answer = message.role == Message.Role.ASSISTANT and message.status in SHARED_STATUSES
+    return {
+        "role": message.role,
+        "content": message.content,
+        "html": message_html(message) if final_answer and message.content else None,
+    }
+
+
+def share_create(*, conversation: Conversation) -> SharedConversation:
+    """A new link to a copy of the conversation's current branch, as it is now (callers have
+    checked ownership). The HTML is copied too, so the shared page never renders Markdown."""
+    branch = message_branch(conversation=conversation)
+    return SharedConversation.objects.create(
+        token=secrets.token_urlsafe(SHARE_TOKEN_BYTES),
+        conversation=conversation,
+        owner_id=conversation.owner_id,
+        title=conversation.title,
+        messages=[_shared_message(message) for message in branch],
+    )
+
+
+def share_revoke(*, user: AbstractBaseUser, share_id: int) -> bool:
+    """Delete one of the user's links; False when the user has no such link."""
+    deleted, _ = SharedConversation.objects.filter(pk=share_id, owner=user).delete()
+    return deleted > 0
+
+
+# --- Pins and folders ----------------------------------------------------------------------------
+# Like the page actions above: update() leaves `updated_at` alone, so filing a conversation does
+# not reorder the sidebar. Callers have checked that the conversation and folder are the user's.
+
+
+def conversation_set_pinned(*, conversation: Conversation, pinned: bool) -> Conversation:
+    with transaction.atomic():
+        if pinned and conversation.pinned_at is None:
+            _lock_user(conversation.owner_id)
+            count = Conversation.objects.filter(
+                owner_id=conversation.owner_id, pinned_at__isnull=False, archived=False
+            ).count()
+            if count >= PINNED_LIMIT:
+                raise ChatError("too_many_pins", f"You can pin up to {PINNED_LIMIT} conversations.")
+        conversation.pinned_at = (conversation.pinned_at or timezone.now()) if pinned else None
+        Conversation.objects.filter(pk=conversation.pk).update(pinned_at=conversation.pinned_at)
+    return conversation
+
+
+def conversation_move(*, conversation: Conversation, folder: Folder | None) -> Conversation:
+    if folder is not None and folder.owner_id != conversation.owner_id:
+        raise ChatError("not_found", "No such folder.")
+    conversation.folder = folder
+    Conversation.objects.filter(pk=conversation.pk).update(folder=folder)
+    return conversation
+
+
+def _lock_user(user_id: int) -> None:
+    # Serialises one user's limit checks (two tabs creating the 100th folder at once); SQLite's
+    # IMMEDIATE transactions serialise writers already (see _lock_user_and_check_limit).
+    if connection.features.has_select_for_update:
+        get_user_model().objects.select_for_update().filter(pk=user_id).first()
+
+
+def _folder_name(name: str) -> str:
+    tidy = " ".join(name.split())[:100]
+    if not tidy:
+        raise ChatError("invalid", "A folder needs a name.")
+    return tidy
+
+
+def folder_create(*, user: AbstractBaseUser, name: str) -> Folder:
+    name = _folder_name(name)
+    try:
+        with transaction.atomic():
+            _lock_user(user.pk)
+            if Folder.objects.filter(owner=user).count() >= FOLDER_LIMIT:
+                raise ChatError("too_many_folders", f"You can have up to {FOLDER_LIMIT} folders.")
+            return Folder.objects.create(owner=user, name=name)
+    except IntegrityError:
+        raise ChatError("folder_exists", f"You already have a folder named “{name}”.") from None
+
+
+def folder_rename(*, folder: Folder, name: str) -> Folder:
+    name = _folder_name(name)
+    if Folder.objects.filter(owner_id=folder.owner_id, name=name).exclude(pk=folder.pk).exists():
+        raise ChatError("folder_exists", f"You already have a folder named “{name}”.")
+    try:
+        with transaction.atomic():
+            Folder.objects.filter(pk=folder.pk).update(name=name)
+    except IntegrityError:
+        raise ChatError("folder_exists", f"You already have a folder named “{name}”.") from None
+    folder.name = name
+    return folder
+
+
+def folder_delete(*, folder: Folder) -> None:
+    """Delete the folder; its conversations stay, outside any folder (the foreign key is SET_NULL,
+    done here in one UPDATE before the row goes)."""
+    with transaction.atomic():
+        Conversation.objects.filter(folder=folder).update(folder=None)
+        folder.delete()
+
+
+# --- Per-user settings ---------------------------------------------------------------------------
+
+
+def user_theme_set(*, user: AbstractBaseUser, theme: str) -> None:
+    if theme not in UserSettings.Theme.values:
+        raise ChatError("invalid", "Choose System, Light or Dark.")
+    UserSettings.objects.update_or_create(user=user, defaults={"theme": theme})

@@ -10,7 +10,10 @@ from typing import Any
 from urllib.parse import quote
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.contrib import messages as flash
+from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -26,6 +29,7 @@ from conversations.forms import (
     ApiKeyForm,
     ComposerForm,
     ConversationSettingsForm,
+    FolderForm,
     ImportForm,
     RenameForm,
     SearchForm,
@@ -34,7 +38,7 @@ from conversations.forms import (
     target_value,
 )
 from conversations.generation import generation_run_to_completion
-from conversations.models import Conversation, Message
+from conversations.models import Conversation, Message, UserSettings
 from conversations.rendering import messages_html_for_view, render_markdown
 from conversations.search import SearchFilters, search_for_user
 from conversations.transfer import (
@@ -185,23 +189,29 @@ def conversation_list(request):
     form = SidebarPageForm(request.GET)
     # A cursor that is not one of ours (edited by hand, or cut short) shows the first page.
     cursor = form.cleaned_data["cursor"] if form.is_valid() else None
+    folder = None
+    if "folder" in request.GET:
+        folder_id = _uuid(request.GET["folder"])
+        folder = (
+            selectors.folder_get_for_user(user=request.user, folder_id=folder_id)
+            if folder_id
+            else None
+        )
+        if folder is None:
+            raise Http404("No such folder.")
     sidebar = selectors.conversation_sidebar_page(
-        user=request.user, archived=archived, cursor=cursor
-    )
-    template = (
-        "conversations/_sidebar_items.html"
-        if request.GET.get("fragment") == "1"
-        else "conversations/list.html"
+        user=request.user, archived=archived, cursor=cursor, folder=folder
     )
     context = {
         "listing": sidebar,
         "archived": archived,
+        "folder": folder,
         "cursor": cursor or "",
         "conversation": None,
     }
     if request.GET.get("fragment") == "1":
-        return render(request, template, {**context, "sidebar": sidebar})
-    return _page(request, template, context)
+        return render(request, "conversations/_sidebar_items.html", {**context, "sidebar": sidebar})
+    return _page(request, "conversations/list.html", context)
 
 
 def _wants_json(request) -> bool:
@@ -514,3 +524,185 @@ def api_key_revoke_view(request, key_id: int):
     api_key_revoke(api_key=key)
     flash.success(request, f"Revoked the key “{key.name}”.")
     return redirect("api_keys")
+
+
+# --- Share links ---------------------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+def conversation_share(request, conversation_id: uuid.UUID):
+    """The conversation's links: a form that makes a new one, and those made before."""
+    conversation = _conversation_or_404(request, conversation_id)
+    if request.method == "POST":
+        services.share_create(conversation=conversation)
+        flash.success(request, "Link created. Anyone signed in who has it can read this copy.")
+        return redirect("conversation_share", conversation_id=conversation.id)
+    shares = selectors.share_list_for_conversation(conversation=conversation)
+    return _page(
+        request,
+        "conversations/share.html",
+        {
+            "conversation": conversation,
+            "shares": _share_links(request, shares),
+            "public_shares": settings.CHAT_PUBLIC_SHARES,
+        },
+    )
+
+
+def _share_links(request, shares) -> list[dict[str, Any]]:
+    return [
+        {
+            "share": share,
+            "url": request.build_absolute_uri(reverse("shared", kwargs={"token": share.token})),
+        }
+        for share in shares
+    ]
+
+
+@require_POST
+def share_revoke(request, share_id: int):
+    if not services.share_revoke(user=request.user, share_id=share_id):
+        raise Http404("No such link.")
+    flash.success(request, "Link revoked: it no longer opens.")
+    return redirect(_next_or(request, reverse("account")))
+
+
+@login_not_required
+@require_GET
+def shared(request, token: str):
+    """A shared copy: its stored messages and HTML, nothing of its owner's account."""
+    if not settings.CHAT_PUBLIC_SHARES and not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    share = selectors.share_get_by_token(token=token)
+    if share is None:
+        raise Http404("No such link.")
+    response = render(request, "conversations/shared.html", {"share": share})
+    # Shared pages are for the people given the link, not for search engines.
+    response["X-Robots-Tag"] = "noindex, nofollow"
+    return response
+
+
+@require_GET
+def account(request):
+    shares = selectors.share_list_for_user(user=request.user)
+    return _page(
+        request,
+        "conversations/account.html",
+        {
+            "conversation": None,
+            "shares": _share_links(request, shares),
+            "themes": UserSettings.Theme.choices,
+        },
+    )
+
+
+@require_POST
+def account_theme(request):
+    try:
+        services.user_theme_set(user=request.user, theme=request.POST.get("theme", ""))
+    except ChatError as exc:
+        flash.error(request, exc.detail)
+    else:
+        flash.success(request, "Theme saved.")
+    return redirect(_next_or(request, reverse("account")))
+
+
+# --- Pins and folders ----------------------------------------------------------------------------
+
+
+def _refused(request, exc: ChatError, back: str) -> HttpResponse:
+    if _wants_json(request):
+        return JsonResponse({"errors": {"__all__": [{"message": exc.detail}]}}, status=400)
+    flash.error(request, exc.detail)
+    return redirect(back)
+
+
+@require_POST
+def conversation_pin(request, conversation_id: uuid.UUID):
+    conversation = _conversation_or_404(request, conversation_id)
+    back = _next_or(request, reverse("conversation", kwargs={"conversation_id": conversation.id}))
+    pinned = request.POST.get("pinned", "1") == "1"
+    try:
+        services.conversation_set_pinned(conversation=conversation, pinned=pinned)
+    except ChatError as exc:
+        return _refused(request, exc, back)
+    if _wants_json(request):
+        return HttpResponse(status=204)
+    return redirect(back)
+
+
+@require_POST
+def conversation_move(request, conversation_id: uuid.UUID):
+    """Into a folder (`folder` = its id) or out of any (`folder` empty)."""
+    conversation = _conversation_or_404(request, conversation_id)
+    back = _next_or(request, reverse("conversation", kwargs={"conversation_id": conversation.id}))
+    folder = None
+    if request.POST.get("folder"):
+        folder_id = _uuid(request.POST["folder"])
+        folder = (
+            selectors.folder_get_for_user(user=request.user, folder_id=folder_id)
+            if folder_id
+            else None
+        )
+        if folder is None:
+            raise Http404("No such folder.")
+    services.conversation_move(conversation=conversation, folder=folder)
+    if _wants_json(request):
+        return HttpResponse(status=204)
+    title = conversation.title or "New chat"
+    flash.success(
+        request, f"Moved “{title}” to “{folder.name}”." if folder else f"“{title}” is in no folder."
+    )
+    return redirect(back)
+
+
+def _folder_or_404(request, folder_id: uuid.UUID):
+    folder = selectors.folder_get_for_user(user=request.user, folder_id=folder_id)
+    if folder is None:
+        raise Http404("No such folder.")
+    return folder
+
+
+def _folder_form_page(request, form, *, heading: str, submit: str):
+    return _page(
+        request,
+        "conversations/folder.html",
+        {"form": form, "heading": heading, "submit": submit, "conversation": None},
+        status=400 if form.errors else 200,
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def folder_create(request):
+    form = FolderForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            folder = services.folder_create(user=request.user, name=form.cleaned_data["name"])
+        except ChatError as exc:
+            form.add_error("name", exc.detail)
+        else:
+            flash.success(request, f"Folder “{folder.name}” created.")
+            return redirect(_next_or(request, reverse("chat")))
+    return _folder_form_page(request, form, heading="New folder", submit="Create folder")
+
+
+@require_http_methods(["GET", "POST"])
+def folder_rename(request, folder_id: uuid.UUID):
+    folder = _folder_or_404(request, folder_id)
+    form = FolderForm(request.POST or None, initial={"name": folder.name})
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.folder_rename(folder=folder, name=form.cleaned_data["name"])
+        except ChatError as exc:
+            form.add_error("name", exc.detail)
+        else:
+            return redirect(_next_or(request, reverse("chat")))
+    return _folder_form_page(request, form, heading="Rename folder", submit="Save")
+
+
+@require_POST
+def folder_delete(request, folder_id: uuid.UUID):
+    folder = _folder_or_404(request, folder_id)
+    services.folder_delete(folder=folder)
+    flash.success(request, f"Deleted the folder “{folder.name}”; its conversations are kept.")
+    return redirect(_next_or(request, reverse("chat")))

@@ -3,6 +3,7 @@
  *
  *   page.mjs        the elements and the state the modules share
  *   sidebar.mjs     the conversation list: paging, rename, delete, hiding it
+ *   folders.mjs     dragging conversations into and out of folders
  *   shortcuts.mjs   the keyboard shortcuts
  *   composer.mjs    the message box, send and stop, the model picker and settings
  *   socket.mjs      the WebSocket: connect, reconnect, resume, the outbox, frame dispatch
@@ -21,6 +22,7 @@ import {
   onSnapshot,
   setUpMessages,
 } from "./js/messages.mjs";
+import { setUpFolders } from "./js/folders.mjs";
 import { page, setUpPage } from "./js/page.mjs";
 import { setUpShortcuts } from "./js/shortcuts.mjs";
 import { setUpSidebar } from "./js/sidebar.mjs";
@@ -34,6 +36,7 @@ root.classList.add("js");
 if (setUpPage()) {
   setUpMenusDialogsAndFlash();
   setUpSidebar();
+  setUpFolders();
   setUpShortcuts({ stopAll: page.chat ? stopAll : null });
   if (page.chat) {
     setUpSocket({

@@ -60,7 +60,12 @@ export function refreshSidebar() {
       sidebarRefreshAgain = false;
       try {
         const nodes = await fetchFragment(page.app.dataset.sidebarUrl || "/conversations/");
+        // Folders the user had opened stay open.
+        const open = new Set($$(".folder-details[open]", sidebarList).map((d) => d.closest(".folder").dataset.folder));
         sidebarList.replaceChildren(...nodes);
+        for (const folder of $$(".folder", sidebarList)) {
+          if (open.has(folder.dataset.folder)) $(".folder-details", folder).open = true;
+        }
         markCurrentConversation();
         observeSidebarMore();
       } catch (error) {
@@ -98,6 +103,11 @@ function fillItemMenu(details) {
   const archived = item.dataset.archived === "1";
   $("input[name=archived]", panel).value = archived ? "0" : "1";
   $('[data-slot="archive"]', panel).lastChild.data = archived ? "Unarchive" : "Archive";
+  const pinned = item.dataset.pinned === "1";
+  $("input[name=pinned]", panel).value = pinned ? "0" : "1";
+  $('[data-slot="pin"]', panel).lastChild.data = pinned ? "Unpin" : "Pin to the top";
+  const folder = $('[data-slot="folder"]', panel);
+  if (folder) folder.value = item.dataset.folder || "";
   $('[data-action="delete"]', panel).dataset.title = $(".conversation-link", item).textContent;
   details.append(panel);
 }

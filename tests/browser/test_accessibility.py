@@ -8,6 +8,7 @@ import pytest
 from django.conf import settings
 from playwright.sync_api import expect
 
+from conversations import services
 from conversations.api.services import api_key_create
 from tests.browser.test_chat import send
 from tests.conversations import page_factories as make
@@ -59,12 +60,24 @@ def _pages(user) -> dict[str, str]:
     for index in range(3):
         make.conversation(user, f"Earlier chat {index}")
     api_key_create(user=user, name="editor")
+    share = services.share_create(conversation=chat)
+    # The sidebar's sections too: a pinned conversation and a folder, open around the current one.
+    services.conversation_set_pinned(
+        conversation=make.conversation(user, "Pinned notes"), pinned=True
+    )
+    folder = services.folder_create(user=user, name="Projects")
+    services.conversation_move(conversation=chat, folder=folder)
     return {
         "empty chat": "/",
         "conversation": f"/c/{chat.id}/",
         "history search": "/history/?q=greet",
         "import": "/import/",
         "API keys": "/account/api-keys/",
+        "share": f"/c/{chat.id}/share/",
+        "account": "/account/",
+        "new folder": "/folders/new/",
+        "folder": f"/conversations/?folder={folder.pk}",
+        "shared conversation": f"/s/{share.token}/",
     }
 
 
@@ -79,7 +92,7 @@ def test_main_pages_have_no_serious_wcag_violations(
     for name, url in pages.items():
         page.goto(url)
         expect(page.locator("#main")).to_be_visible()
-        if name == "conversation":  # checked once KaTeX has typeset the answer's math
+        if name in ("conversation", "shared conversation"):  # once KaTeX has typeset the math
             expect(page.locator(".message--assistant .katex")).to_have_count(2)
         found[name] = serious_violations(page, axe_source)
     signed_out = open_page(color_scheme=scheme, viewport=VIEWPORTS[viewport])

@@ -8,8 +8,8 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from conversations import rendering
-from conversations.models import Conversation, Message
+from conversations import rendering, services
+from conversations.models import Conversation, Folder, Message
 from tests.conversations import page_factories as make
 
 pytestmark = pytest.mark.django_db
@@ -194,7 +194,9 @@ def test_conversation_page_costs_the_same_queries_for_short_and_long_chats(
             assert signed_in.get(f"/c/{chat.id}/").status_code == 200
         counts.append(len(queries))
     assert counts[0] == counts[1]
-    with django_assert_max_num_queries(10):
+    # The page with the sidebar's recent conversations, then two for its pinned and folder
+    # sections and one for the user's theme.
+    with django_assert_max_num_queries(12):
         signed_in.get(f"/c/{long.id}/")
 
 
@@ -261,12 +263,19 @@ def test_sidebar_costs_the_same_queries_for_few_and_many_conversations(
     counts = []
     for total in (3, 150):
         for index in range(total - Conversation.objects.filter(owner=ada).count()):
-            make.conversation(ada, f"chat {index}")
+            chat = make.conversation(ada, f"chat {index}")
+            # Pinned and filed ones too: each section is one query, however full.
+            if index % 3 == 1:
+                services.conversation_set_pinned(conversation=chat, pinned=True)
+            elif index % 3 == 2:
+                folder, _ = Folder.objects.get_or_create(owner=ada, name=f"folder {index % 30}")
+                services.conversation_move(conversation=chat, folder=folder)
         with CaptureQueriesContext(connection) as queries:
             signed_in.get("/conversations/?fragment=1")
         counts.append(len(queries))
     assert counts[0] == counts[1]
-    with django_assert_max_num_queries(4):
+    # Session, user, pinned, folders, the folders' newest, the rest.
+    with django_assert_max_num_queries(6):
         signed_in.get("/conversations/?fragment=1")
 
 
