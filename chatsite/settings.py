@@ -67,6 +67,8 @@ INSTALLED_APPS = [
     "chatsite",
     "providers",
     "conversations",
+    "presets",
+    "usage",
 ]
 
 MIDDLEWARE = [

@@ -10,6 +10,8 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("", include("conversations.urls")),
+    path("", include("presets.urls")),
+    path("", include("usage.urls")),
 ]
 
 handler500 = "chatsite.views.server_error"
