@@ -1,6 +1,7 @@
 """Writes of prompt presets. Every function checks who may write: a user changes only their own
 presets, and only staff publish one or change a published one."""
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
@@ -32,7 +33,7 @@ def preset_create(
     _check_may_write(user=owner, published=published)
     with transaction.atomic():
         # Locks the owner's row: two creates at once cannot both pass the count.
-        type(owner).objects.select_for_update().filter(pk=owner.pk).first()
+        get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
         if PromptPreset.objects.filter(owner=owner).count() >= PRESETS_PER_USER:
             raise PresetError(f"You already have {PRESETS_PER_USER} presets; delete one first.")
         return PromptPreset.objects.create(
