@@ -63,7 +63,7 @@ def test_conversation_totals_add_every_answer_per_model(ada):
         ("local", 1, 50, 5),
     ]
     assert (totals.answers, totals.prompt_tokens, totals.completion_tokens) == (3, 4050, 405)
-    # 4000 × $1/M + 400 × $2/M = $0.0048; "local" has no price.
+    # 4000 * $1/M + 400 * $2/M = $0.0048; "local" has no price.
     assert (totals.cost_text, totals.fully_priced) == ("$0.0048", False)
 
 

@@ -40,7 +40,7 @@ def test_each_answer_shows_its_tokens_time_and_cost(ada, client_for):
     html = client_for(ada).get(f"/c/{chat.id}/").content.decode()
 
     line = re.search(r'data-slot="usage"[^>]*>([^<]*)</span>', html.split(f'id="m-{answer.id}"')[1])
-    # 1200 × $2.5/M + 340 × $10/M = $0.0064
+    # 1200 * $2.5/M + 340 * $10/M = $0.0064
     assert line.group(1) == "1200 prompt + 340 answer tokens · 3.4 s · $0.0064"
     totals = re.search(r'id="conversation-usage">([^<]*)<', html).group(1)
     assert totals == "This chat: 1 answer, 1200 prompt + 340 answer tokens · $0.0064"
