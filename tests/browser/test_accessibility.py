@@ -6,10 +6,14 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.utils import timezone
 from playwright.sync_api import expect
 
+from conversations.models import Message
+from presets.models import PromptPreset
 from tests.browser.test_chat import send
 from tests.conversations import page_factories as make
+from usage.models import ModelPrice
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -57,11 +61,21 @@ def _pages(user) -> dict[str, str]:
     )
     for index in range(3):
         make.conversation(user, f"Earlier chat {index}")
+    # Finished answers with tokens and a price: the usage line, the chat's and account's totals.
+    Message.objects.filter(conversation=chat, role="assistant").update(
+        prompt_tokens=12, completion_tokens=34, completed_at=timezone.now()
+    )
+    ModelPrice.objects.create(model="fake-model", input_per_million=1, output_per_million=2)
+    preset = PromptPreset.objects.create(owner=user, title="Review", text="Review this:")
     return {
         "empty chat": "/",
         "conversation": f"/c/{chat.id}/",
         "history search": "/history/?q=greet",
         "import": "/import/",
+        "presets": "/presets/",
+        "new preset": "/presets/new/",
+        "edit preset": f"/presets/{preset.pk}/edit/",
+        "usage": "/account/usage/",
     }
 
 
