@@ -166,6 +166,10 @@ def usage_for_conversation(
 def usage_for_user(*, user: AbstractBaseUser, since: datetime) -> UsageTotals:
     """The user's answers started at or after `since`, per model. Walks the user's
     conversations (conv_owner_recent), then each one's answers by time (msg_conv_created)."""
-    return _totals(
-        _answers().filter(conversation__owner=user, created_at__gte=since), model_prices()
+    answers = _answers().filter(
+        # Not a conversation half imported or being deleted (its owner does not see it either).
+        conversation__owner=user,
+        conversation__hidden_since=None,
+        created_at__gte=since,
     )
+    return _totals(answers, model_prices())
