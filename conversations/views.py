@@ -45,6 +45,7 @@ from conversations.transfer import (
 from providers.errors import ProviderError
 from providers.models import ProviderConfig
 from providers.selectors import provider_target_get, provider_targets_for_picker
+from usage.models import ModelPrice
 from usage.selectors import answer_usage, model_prices, usage_for_conversation
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,9 @@ def _conversation_or_404(request, conversation_id: uuid.UUID) -> Conversation:
         raise Http404("No such conversation.") from None
 
 
-def _message_views(page: selectors.BranchPage, prices=None) -> list[dict[str, Any]]:
+def _message_views(
+    page: selectors.BranchPage, prices: dict[str, ModelPrice] | None = None
+) -> list[dict[str, Any]]:
     final = [item.message for item in page.items if _shown_as_markdown(item.message)]
     html_by_id, rendered = messages_html_for_view(final)
     if rendered:
