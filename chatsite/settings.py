@@ -72,6 +72,8 @@ INSTALLED_APPS = [
     "chatsite",
     "providers",
     "conversations",
+    "conversations.presets",
+    "conversations.usage",
 ]
 
 MIDDLEWARE = [

@@ -11,6 +11,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("v1/", include("conversations.api.urls")),
     path("", include("conversations.urls")),
+    path("", include("conversations.presets.urls")),
+    path("", include("conversations.usage.urls")),
 ]
 
 handler500 = "chatsite.views.server_error"

@@ -2,6 +2,7 @@
 consumer, the engine and the docs cannot drift apart. Pure functions: no I/O."""
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from conversations.errors import error_detail_for_user
@@ -98,6 +99,8 @@ def message_done(
     error_detail: str,
     provider: str,
     model: str,
+    started_at: datetime | None = None,
+    finished_at: datetime | None = None,
 ) -> dict[str, Any]:
     usage = None
     if prompt_tokens is not None or completion_tokens is not None:
@@ -120,7 +123,15 @@ def message_done(
         ),
         "provider": provider,
         "model": model,
+        # The time to answer, from the answer's row being made to its end (the user sees it).
+        "duration_ms": _milliseconds(started_at, finished_at)
+        if started_at and finished_at
+        else None,
     }
+
+
+def _milliseconds(start: datetime, end: datetime) -> int:
+    return max(round((end - start).total_seconds() * 1000), 0)
 
 
 def message_done_from_row(message: Message, *, html: str) -> dict[str, Any]:
@@ -136,6 +147,8 @@ def message_done_from_row(message: Message, *, html: str) -> dict[str, Any]:
         error_detail=message.error_detail,
         provider=message.provider,
         model=message.model,
+        started_at=message.created_at,
+        finished_at=message.completed_at,
     )
 
 

@@ -376,6 +376,8 @@ class Generation:
             error_detail=error_detail,
             provider=self.provider,
             model=self.model,
+            started_at=self.exchange.assistant_message.created_at,
+            finished_at=timezone.now(),
         )
         await best_effort("event log finish", lambda: log.finish(key, seq=self.seq, done=done))
         # Also to the conversation's sockets directly: one whose reading of the log failed (or

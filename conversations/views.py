@@ -4,6 +4,7 @@ Every page works without JavaScript (links and form posts); static/chat.js adds 
 and the conveniences on top of the same markup.
 """
 
+import json
 import logging
 import uuid
 from typing import Any
@@ -48,6 +49,8 @@ from conversations.transfer import (
     conversations_export_all,
     conversations_import,
 )
+from conversations.usage.models import ModelPrice
+from conversations.usage.selectors import answer_usage, model_prices, usage_for_conversation
 from providers.errors import ProviderError
 from providers.models import ProviderConfig
 from providers.selectors import provider_target_get, provider_targets_for_picker
@@ -82,16 +85,21 @@ def _conversation_or_404(request, conversation_id: uuid.UUID) -> Conversation:
         raise Http404("No such conversation.") from None
 
 
-def _message_views(page: selectors.BranchPage) -> list[dict[str, Any]]:
+def _message_views(
+    page: selectors.BranchPage, prices: dict[str, ModelPrice] | None = None
+) -> list[dict[str, Any]]:
     final = [item.message for item in page.items if _shown_as_markdown(item.message)]
     html_by_id, rendered = messages_html_for_view(final)
     if rendered:
         services.message_html_store(messages=rendered)
+    if prices is None:
+        prices = model_prices() if final else {}
     return [
         {
             "message": item.message,
             "siblings": item.siblings,
             "html": html_by_id.get(item.message.pk),
+            "usage": answer_usage(message=item.message, prices=prices),
         }
         for item in page.items
     ]
@@ -131,7 +139,9 @@ def _chat_page(request, *, conversation: Conversation | None, page=None, form=No
     if form is None:
         form = ComposerForm(targets=targets, initial=_settings_initial(conversation, targets))
     page = page or selectors.BranchPage(items=[], has_older=False, is_tail=True)
-    items = _message_views(page)
+    # The prices also go to the script, which shows the cost of answers that end live.
+    prices = model_prices()
+    items = _message_views(page, prices)
     context = {
         "conversation": conversation,
         "sidebar": selectors.conversation_sidebar_page(user=request.user),
@@ -145,6 +155,16 @@ def _chat_page(request, *, conversation: Conversation | None, page=None, form=No
         # markup comes from the same template as the server-rendered ones.
         "template_user": _template_item(Message.Role.USER),
         "template_assistant": _template_item(Message.Role.ASSISTANT),
+        "conversation_usage": usage_for_conversation(conversation=conversation, prices=prices)
+        if conversation
+        else None,
+        # Per 1M tokens, as decimal strings: the script rounds a live answer's cost like this.
+        "prices_json": json.dumps(
+            {
+                price.model: [str(price.input_per_million), str(price.output_per_million)]
+                for price in prices.values()
+            }
+        ),
     }
     return render(request, "conversations/chat.html", context, status=status)
 
@@ -155,6 +175,7 @@ def _template_item(role: str) -> dict[str, Any]:
         "message": Message(id=PLACEHOLDER_ID, role=role, status=status),
         "siblings": selectors.SiblingPosition(index=1, count=1, previous_id=None, next_id=None),
         "html": None,
+        "usage": None,
     }
 
 

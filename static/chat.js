@@ -8,6 +8,8 @@
  *   composer.mjs    the message box, send and stop, the model picker and settings
  *   socket.mjs      the WebSocket: connect, reconnect, resume, the outbox, frame dispatch
  *   messages.mjs    the conversation: bubbles, answers rendered as they stream, message actions
+ *   presets.mjs     the composer's `/` list of prompt presets
+ *   usage.mjs       an answer's tokens, time and cost, written when it ends
  *   outbox.mjs, stream_state.mjs, options.mjs   pure rules, tested by Node in tests/js
  *   http.mjs, math.mjs, ui.mjs                  fetches, KaTeX, page-wide conveniences
  */
@@ -24,6 +26,7 @@ import {
 } from "./js/messages.mjs";
 import { setUpFolders } from "./js/folders.mjs";
 import { page, setUpPage } from "./js/page.mjs";
+import { setUpPresets } from "./js/presets.mjs";
 import { setUpShortcuts } from "./js/shortcuts.mjs";
 import { setUpSidebar } from "./js/sidebar.mjs";
 import { connect, setUpSocket, stopAll } from "./js/socket.mjs";
@@ -50,6 +53,7 @@ if (setUpPage()) {
       error: onError,
     });
     setUpComposer();
+    setUpPresets();
     const openedAtMessage = setUpMessages();
     updateComposer();
     // Not on touch screens, where focusing would pop up the keyboard over the conversation.

@@ -33,6 +33,7 @@ import { applyTitle, refreshSidebar } from "./sidebar.mjs";
 import { enqueue, flushOutbox, subscribe } from "./socket.mjs";
 import { deltaAction, renderDelay, renderInterval } from "./stream_state.mjs";
 import { $, $$, copyText, flashCopied, requestId } from "./ui.mjs";
+import { showUsage } from "./usage.mjs";
 
 // Often enough to look live, rarely enough that a 20 kB answer (about 45 ms to render on the
 // server) costs a small share of one core per streaming answer.
@@ -90,6 +91,7 @@ function setMeta(element, info) {
   const title = [name, tokens].filter(Boolean).join(" · ");
   if (title) meta.title = title;
   else meta.removeAttribute("title");
+  showUsage(element, info);
 }
 
 function setError(element, status, error) {

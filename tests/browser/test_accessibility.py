@@ -6,10 +6,14 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.utils import timezone
 from playwright.sync_api import expect
 
 from conversations import services
 from conversations.api.services import api_key_create
+from conversations.models import Message
+from conversations.presets.models import PromptPreset
+from conversations.usage.models import ModelPrice
 from tests.browser.test_chat import send
 from tests.conversations import page_factories as make
 
@@ -67,6 +71,12 @@ def _pages(user) -> dict[str, str]:
     )
     folder = services.folder_create(user=user, name="Projects")
     services.conversation_move(conversation=chat, folder=folder)
+    # Finished answers with tokens and a price: the usage line, the chat's and account's totals.
+    Message.objects.filter(conversation=chat, role="assistant").update(
+        prompt_tokens=12, completion_tokens=34, completed_at=timezone.now()
+    )
+    ModelPrice.objects.create(model="fake-model", input_per_million=1, output_per_million=2)
+    preset = PromptPreset.objects.create(owner=user, title="Review", text="Review this:")
     return {
         "empty chat": "/",
         "conversation": f"/c/{chat.id}/",
@@ -78,6 +88,10 @@ def _pages(user) -> dict[str, str]:
         "new folder": "/folders/new/",
         "folder": f"/conversations/?folder={folder.pk}",
         "shared conversation": f"/s/{share.token}/",
+        "presets": "/presets/",
+        "new preset": "/presets/new/",
+        "edit preset": f"/presets/{preset.pk}/edit/",
+        "usage": "/account/usage/",
     }
 
 

@@ -195,8 +195,8 @@ def test_conversation_page_costs_the_same_queries_for_short_and_long_chats(
         counts.append(len(queries))
     assert counts[0] == counts[1]
     # The page with the sidebar's recent conversations, then two for its pinned and folder
-    # sections and one for the user's theme.
-    with django_assert_max_num_queries(12):
+    # sections, one for the user's theme and one for the model prices its answers are shown with.
+    with django_assert_max_num_queries(13):
         signed_in.get(f"/c/{long.id}/")
 
 
