@@ -38,6 +38,8 @@ async function move(item, folderId, target) {
   await refreshSidebar();
 }
 
+// Items carry no draggable attribute (fifty of them would weigh on every page): the drag starts
+// on the item's link, which browsers let drag anyway, and is taken here for its item.
 export function setUpFolders() {
   const list = document.getElementById("conversation-list");
   if (!list || !page.app.dataset.moveUrl) return;
