@@ -118,7 +118,6 @@ def provider_call_kwargs(
         raise BadRequestError(f"Option {refused[0][:40]!r} cannot be set per request.")
     kwargs: dict[str, Any] = {**(config.options or {})}
     kwargs["timeout"] = config.timeout
-    kwargs["max_retries"] = config.max_retries
     if config.api_base:
         kwargs["api_base"] = config.api_base
     if config.proxy:
