@@ -69,7 +69,6 @@ class ConversationSettingsForm(forms.Form):
 
     def __init__(self, *args, targets: list[dict[str, Any]], **kwargs):
         super().__init__(*args, **kwargs)
-        self.targets = targets
         self.fields["target"].choices = target_choices(targets)
 
     def clean_system(self) -> str:

@@ -47,12 +47,12 @@ from providers.selectors import provider_target_get, provider_targets_for_picker
 
 logger = logging.getLogger(__name__)
 
-# Statuses whose text is final: rendered as Markdown. A streaming answer is shown as plain text
-# until its `message.done` arrives (or the page is reloaded after it ended).
 # Stands for "the conversation's id" in links of a page whose conversation does not exist yet;
 # the script swaps in the real id once the first message has created it.
 PLACEHOLDER_ID = uuid.UUID(int=0)
 
+# Statuses whose text is final: rendered as Markdown. A streaming answer is shown as plain text
+# until its `message.done` arrives (or the page is reloaded after it ended).
 FINAL_STATUSES = {
     Message.Status.COMPLETE,
     Message.Status.STOPPED,
