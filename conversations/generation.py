@@ -20,7 +20,6 @@ import logging
 import sys
 import time
 import uuid
-import weakref
 from contextlib import aclosing, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,6 +31,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from chatsite.db import db_call
+from chatsite.loops import PerLoop
 from conversations import frames, selectors, services, titles
 from conversations.checkpoints import CheckpointWriter
 from conversations.errors import ChatError
@@ -544,23 +544,17 @@ def hook_server_shutdown(engine: Engine) -> None:
     reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
 
 
-_engines: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Engine]" = (
-    weakref.WeakKeyDictionary()
-)
+_engines: PerLoop[Engine] = PerLoop(Engine)
 
 
 def generation_engine() -> Engine:
     """The engine of the running event loop (one per server process under Daphne)."""
-    loop = asyncio.get_running_loop()
-    engine = _engines.get(loop)
-    if engine is None:
-        engine = _engines[loop] = Engine()
-    return engine
+    return _engines.get()
 
 
 async def generation_engine_close() -> None:
     """Wait for this loop's generations, then stop its listeners (tests; orderly shutdown)."""
-    engine = _engines.pop(asyncio.get_running_loop(), None)
+    engine = _engines.pop()
     if engine is not None:
         await engine.wait_idle()
         await engine.close()

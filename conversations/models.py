@@ -50,6 +50,16 @@ class Conversation(models.Model):
     def __str__(self) -> str:
         return self.title or str(self.id)
 
+    @property
+    def target_name(self) -> str:
+        """The name of what answers here (a provider config or a fallback chain); "" for the
+        default. Reads the related row: select it with the conversation where that matters."""
+        if self.provider_config_id and self.provider_config:
+            return self.provider_config.name
+        if self.fallback_chain_id and self.fallback_chain:
+            return self.fallback_chain.name
+        return ""
+
 
 class Message(models.Model):
     class Role(models.TextChoices):

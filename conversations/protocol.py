@@ -17,7 +17,9 @@ from conversations.errors import ChatError
 MAX_REQUEST_ID_LENGTH = 100
 MAX_NAME_LENGTH = 200
 MAX_TOKENS_LIMIT = 1_000_000
-# The options a user may set for the provider (the rest of a provider call is the admin's).
+TEMPERATURE_MIN, TEMPERATURE_MAX = 0.0, 2.0
+# The options a user may set for the provider (the rest of a provider call is the admin's): a
+# subset of providers.types.SAMPLING_OPTIONS, with their bounds just above, for frames and forms.
 PROVIDER_OPTIONS = ("temperature", "max_tokens")
 
 
@@ -92,7 +94,7 @@ def frame_decode(text: str | None, binary: bytes | None = None) -> dict[str, Any
 def request_id_of(data: dict[str, Any]) -> str | None:
     """The frame's request_id when it is usable, so even an error about the frame can carry it."""
     value = data.get("request_id")
-    if isinstance(value, str) and len(value) <= MAX_REQUEST_ID_LENGTH and _is_storable(value):
+    if isinstance(value, str) and len(value) <= MAX_REQUEST_ID_LENGTH and text_is_storable(value):
         return value
     return None
 
@@ -176,23 +178,27 @@ def _uuid(data: dict[str, Any], name: str, *, optional: bool = False) -> uuid.UU
         raise ChatError("invalid", f"`{name}` must be an id (a UUID string).") from None
 
 
-def _is_storable(value: str) -> bool:
+def _has_lone_surrogate(value: str) -> bool:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        return False
-    return "\x00" not in value
+        return True
+    return False
+
+
+def text_is_storable(value: str) -> bool:
+    """Text every database can store: JSON allows lone surrogates (\\ud800) and NUL, but
+    PostgreSQL refuses NUL in text and no UTF-8 column holds half a surrogate pair. The one rule
+    for frames, forms and imported files."""
+    return "\x00" not in value and not _has_lone_surrogate(value)
 
 
 def _storable(value: str, name: str) -> str:
-    """Text every database can store: JSON allows lone surrogates (\\ud800) and NUL, but
-    PostgreSQL refuses NUL in text and no UTF-8 column holds half a surrogate pair."""
+    """`value` when the database can store it; a ChatError that says why not otherwise."""
     if "\x00" in value:
         raise ChatError("invalid", f"`{name}` must not contain NUL characters.")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ChatError("invalid", f"`{name}` is not valid Unicode text.") from None
+    if _has_lone_surrogate(value):
+        raise ChatError("invalid", f"`{name}` is not valid Unicode text.")
     return value
 
 
@@ -241,8 +247,12 @@ def options_parse(value: Any) -> tuple[dict[str, Any], str | None]:
     if temperature is not None:
         if isinstance(temperature, bool) or not isinstance(temperature, int | float):
             raise ChatError("invalid", "`options.temperature` must be a number.")
-        if not 0 <= temperature <= 2:
-            raise ChatError("invalid", "`options.temperature` must be between 0 and 2.")
+        if not TEMPERATURE_MIN <= temperature <= TEMPERATURE_MAX:
+            raise ChatError(
+                "invalid",
+                f"`options.temperature` must be between {TEMPERATURE_MIN:g} and "
+                f"{TEMPERATURE_MAX:g}.",
+            )
         options["temperature"] = float(temperature)
     max_tokens = value.get("max_tokens")
     if max_tokens is not None:

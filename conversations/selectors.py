@@ -117,7 +117,9 @@ def _sidebar_cursor(conversation: Conversation) -> str:
     return f"{conversation.updated_at.isoformat()}~{conversation.id}"
 
 
-def _parse_sidebar_cursor(cursor: str) -> tuple[datetime, uuid.UUID] | None:
+def sidebar_cursor_parse(*, cursor: str) -> tuple[datetime, uuid.UUID] | None:
+    """The (updated_at, id) a sidebar cursor stands for; None for a string that is no cursor of
+    ours (the one rule for the page's form and the query)."""
     stamp, _, ident = cursor.partition("~")
     try:
         parsed = datetime.fromisoformat(stamp)
@@ -140,7 +142,7 @@ def conversation_sidebar_page(
     queryset = Conversation.objects.filter(
         owner=user, archived=archived, hidden_since__isnull=True
     ).only("id", "title", "updated_at", "archived", "owner_id")
-    position = _parse_sidebar_cursor(cursor) if cursor else None
+    position = sidebar_cursor_parse(cursor=cursor) if cursor else None
     if position is not None:
         stamp, ident = position
         queryset = queryset.filter(Q(updated_at__lt=stamp) | Q(updated_at=stamp, id__lt=ident))

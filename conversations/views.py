@@ -103,11 +103,7 @@ def _page(request, template: str, context: dict[str, Any], *, status: int = 200)
 def _settings_initial(conversation: Conversation | None, targets: list[dict]) -> dict[str, Any]:
     if conversation is None:
         return {"target": default_target_value(targets)}
-    name = ""
-    if conversation.provider_config_id and conversation.provider_config:
-        name = conversation.provider_config.name
-    elif conversation.fallback_chain_id and conversation.fallback_chain:
-        name = conversation.fallback_chain.name
+    name = conversation.target_name
     options = conversation.options or {}
     return {
         "target": target_value(name=name, model=conversation.model)
