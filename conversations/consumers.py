@@ -25,6 +25,7 @@ from conversations.eventlog import Event, event_log
 from conversations.groups import conversation_group, user_group
 from conversations.models import Message
 from conversations.protocol import (
+    CLOSE_UNAUTHENTICATED,
     ChatEdit,
     ChatRegenerate,
     ChatSend,
@@ -40,8 +41,6 @@ from conversations.sessions import session_signs_in
 
 logger = logging.getLogger(__name__)
 
-# Close code for "not signed in": the browser script does not retry after it.
-CLOSE_UNAUTHENTICATED = 4401
 # Conversations one socket may watch at once (a tab watches one or two).
 MAX_SUBSCRIPTIONS = 20
 # Messages already announced / answers already reported as done on this socket, remembered so

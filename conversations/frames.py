@@ -5,7 +5,7 @@ import uuid
 from typing import Any
 
 from conversations.errors import error_detail_for_user
-from conversations.models import Conversation, Message
+from conversations.models import Conversation, Message, meta_title
 
 
 def _id(value: uuid.UUID | None) -> str | None:
@@ -120,6 +120,12 @@ def message_done(
         ),
         "provider": provider,
         "model": model,
+        "meta": meta_title(
+            provider=provider,
+            model=model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+        ),
     }
 
 

@@ -113,8 +113,32 @@ class Message(models.Model):
         return f"{self.role}: {self.content[:40]}"
 
     @property
+    def meta_title(self) -> str:
+        return meta_title(
+            provider=self.provider,
+            model=self.model,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+        )
+
+    @property
     def error_for_user(self) -> str:
         """The error as its user is told it (the stored detail is for admins)."""
         from conversations.errors import error_detail_for_user
 
         return error_detail_for_user(code=self.error_code, detail=self.error_detail)
+
+
+def meta_title(
+    *, provider: str, model: str, prompt_tokens: int | None, completion_tokens: int | None
+) -> str:
+    """An answer's tooltip: who wrote it (whole, where the page may cut the name short) and its
+    token counts. The one rule for the page (`_message.html`) and the script (`message.done`'s
+    `meta`)."""
+    name = model or provider
+    tokens = (
+        f"{prompt_tokens} prompt + {completion_tokens or 0} answer tokens"
+        if prompt_tokens is not None
+        else ""
+    )
+    return " · ".join(part for part in (name, tokens) if part)

@@ -14,6 +14,15 @@ from django.conf import settings
 
 from conversations.errors import ChatError
 
+# Values the page script shares with the server, each defined here only: the templates put them
+# on #app as data attributes (templates/conversations/layout.html, via chat_pages tags) and the
+# script reads them there (static/js/page.mjs).
+# Close code for "not signed in": the script does not reconnect after it.
+CLOSE_UNAUTHENTICATED = 4401
+# Stands for "the conversation's id" in links of a page whose conversation does not exist yet;
+# the script swaps in the real id once the first message has created it.
+PLACEHOLDER_ID = uuid.UUID(int=0)
+
 MAX_REQUEST_ID_LENGTH = 100
 MAX_NAME_LENGTH = 200
 MAX_TOKENS_LIMIT = 1_000_000
