@@ -59,7 +59,7 @@ def _retry() -> Retry:
 
     redis-py's default retries ten times with growing pauses; under a hung Redis each try waits
     out the socket timeout, so one append could hold an answer for minutes. Our callers retry
-    on their own terms (generation.best_effort, the reader's READ_ATTEMPTS)."""
+    on their own terms (answers.best_effort, the reader's READ_ATTEMPTS)."""
     return Retry(NoBackoff(), 1)
 
 
