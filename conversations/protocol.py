@@ -8,7 +8,7 @@ Unknown fields are ignored so that newer clients keep working with this server.
 import json
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from django.conf import settings
 
@@ -32,8 +32,13 @@ TEMPERATURE_MIN, TEMPERATURE_MAX = 0.0, 2.0
 PROVIDER_OPTIONS = ("temperature", "max_tokens")
 
 
+# One frozen dataclass per client frame type; its fields are the frame's (a field with `within` in
+# its metadata arrives inside another field's object). Parsed by hand below rather than by a
+# schema library: every field needs its own error code and sentence, and the server must not
+# depend on a package for the one place that reads untrusted frames.
 @dataclass(frozen=True)
 class ChatSend:
+    type: ClassVar[str] = "chat.send"
     conversation: uuid.UUID | None
     parent: uuid.UUID | None
     content: str
@@ -41,18 +46,20 @@ class ChatSend:
     model: str | None = None
     # temperature / max_tokens, only the ones the client sent.
     options: dict[str, Any] = field(default_factory=dict)
-    system: str | None = None
+    system: str | None = field(default=None, metadata={"within": "options"})
     request_id: str | None = None
 
 
 @dataclass(frozen=True)
 class ChatStop:
+    type: ClassVar[str] = "chat.stop"
     message: uuid.UUID
     request_id: str | None = None
 
 
 @dataclass(frozen=True)
 class ChatSubscribe:
+    type: ClassVar[str] = "chat.subscribe"
     conversation: uuid.UUID
     # An answer the client was showing as streaming when it lost the socket: if it has ended
     # meanwhile, the server sends its message.done, so the client never keeps a half answer.
@@ -62,18 +69,27 @@ class ChatSubscribe:
 
 @dataclass(frozen=True)
 class ChatRegenerate:
+    type: ClassVar[str] = "chat.regenerate"
     message: uuid.UUID
     request_id: str | None = None
 
 
 @dataclass(frozen=True)
 class ChatEdit:
+    type: ClassVar[str] = "chat.edit"
     message: uuid.UUID
     content: str
     request_id: str | None = None
 
 
 ClientFrame = ChatSend | ChatStop | ChatSubscribe | ChatRegenerate | ChatEdit
+CLIENT_FRAMES: tuple[type[ClientFrame], ...] = (
+    ChatSend,
+    ChatStop,
+    ChatSubscribe,
+    ChatRegenerate,
+    ChatEdit,
+)
 
 
 def max_frame_chars() -> int:
@@ -165,11 +181,11 @@ def _parse_edit(data: dict[str, Any]) -> ChatEdit:
 
 
 _PARSERS = {
-    "chat.send": _parse_send,
-    "chat.stop": _parse_stop,
-    "chat.subscribe": _parse_subscribe,
-    "chat.regenerate": _parse_regenerate,
-    "chat.edit": _parse_edit,
+    ChatSend.type: _parse_send,
+    ChatStop.type: _parse_stop,
+    ChatSubscribe.type: _parse_subscribe,
+    ChatRegenerate.type: _parse_regenerate,
+    ChatEdit.type: _parse_edit,
 }
 
 
