@@ -97,8 +97,12 @@ async def test_partial_text_is_saved_at_most_once_per_interval(
     final = await row(exchange.assistant_message.id)
     assert final.content == WORDS
     assert midway and WORDS.startswith(midway) and midway != WORDS
-    # 60 tokens, yet only a checkpoint per half second plus the final save.
-    assert 2 <= writes.count <= elapsed / 0.5 + 2, writes.statements
+    # 60 tokens, yet only a checkpoint per tick of the shared half-second clock the answer lived
+    # through (the first tick may fall just after it started), plus the final save (the message
+    # and its conversation's stamp).
+    checkpoints = [sql for sql in writes.statements if "CASE" in sql.upper()]
+    assert 1 <= len(checkpoints) <= elapsed // 0.5 + 1, writes.statements
+    assert 1 <= writes.count - len(checkpoints) <= 2, writes.statements
 
 
 async def test_checkpoints_of_many_answers_share_their_statements(
