@@ -294,7 +294,7 @@ def db_cost(sends: int) -> None:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from conversations import generation, services
+    from conversations import answers, generation, services
     from conversations.eventlog import event_log
     from conversations.protocol import ChatSend
 
@@ -330,7 +330,7 @@ def db_cost(sends: int) -> None:
         for name, stamp in marks:
             spent[name] = spent.get(name, 0.0) + stamp - began
             began = stamp
-        await event_log().discard(generation.log_key(answer))
+        await event_log().discard(answers.log_key(answer))
 
     async def run() -> dict[str, float]:
         await one_answer({})  # warm-up: threads, connections

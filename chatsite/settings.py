@@ -3,6 +3,7 @@
 Every variable is listed, with its default, in the README's configuration table.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -136,7 +137,7 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     }
     # A file, not :memory:, so that server processes started by the tests share the test database;
     # the process id keeps parallel test runs on one checkout apart.
-    _db["TEST"] = {"NAME": str(VAR_DIR / f"test-{__import__('os').getpid()}.sqlite3")}
+    _db["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
     # Opening a connection (and running the PRAGMAs above) cost a quarter of every database call:
     # connections stay open. The database threads are long-lived, so each keeps one (a
     # connection never leaves the thread that opened it); an HTTP view's thread ends with its
@@ -293,7 +294,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
-        # Django logs request bodies of failing requests at DEBUG; never let a token reach a log.
+        # At DEBUG this logger writes every SQL statement with its parameters (ciphertexts,
+        # session keys, message text); held at INFO whatever LOG_LEVEL says.
         "django.db.backends": {"level": "INFO"},
         # Every sign-in and sign-out is an INFO line of axes; failures and lock-outs are warnings.
         "axes": {"level": "WARNING"},

@@ -19,12 +19,13 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from chatsite.db import db_call
-from conversations import frames, generation, selectors
+from conversations import answers, engine, frames, generation, recovery, selectors
 from conversations.errors import ChatError
 from conversations.eventlog import Event, event_log
 from conversations.groups import conversation_group, user_group
 from conversations.models import Message
 from conversations.protocol import (
+    CLOSE_UNAUTHENTICATED,
     ChatEdit,
     ChatRegenerate,
     ChatSend,
@@ -40,8 +41,6 @@ from conversations.sessions import session_signs_in
 
 logger = logging.getLogger(__name__)
 
-# Close code for "not signed in": the browser script does not retry after it.
-CLOSE_UNAUTHENTICATED = 4401
 # Conversations one socket may watch at once (a tab watches one or two).
 MAX_SUBSCRIPTIONS = 20
 # Messages already announced / answers already reported as done on this socket, remembered so
@@ -90,7 +89,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             logger.warning("chat socket: joining the user's group failed", exc_info=True)
         await self.accept()
         self.run_in_background(self.recheck_session_forever())
-        await generation.generation_engine().ensure_started()
+        await engine.generation_engine().ensure_started()
 
     async def disconnect(self, code: int) -> None:
         # The answers go on: only this socket's reading of them stops.
@@ -211,7 +210,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_add(conversation_group(conversation_id), self.channel_name)
 
     async def join_or_warn(self, conversation_id: uuid.UUID) -> None:
-        ok = await generation.best_effort(
+        ok = await answers.best_effort(
             "joining the conversation's group", lambda: self.join(conversation_id)
         )
         if not ok:
@@ -288,7 +287,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         row: Message | None,
     ) -> None:
         log = event_log()
-        key = generation.log_key(message_id)
+        key = answers.log_key(message_id)
         cursor, expected = None, 1
         while True:
             if from_snapshot:
@@ -382,7 +381,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         sweep marks it interrupted): the group's done frame may never come when Redis lost this
         socket's membership, and a socket must not wait for ever."""
         while message_id not in self.done_sent:
-            await asyncio.sleep(generation.liveness_seconds())
+            await asyncio.sleep(answers.liveness_seconds())
             row = await db_call(selectors.message_get)(message_id=message_id)
             if row is None or await self.end_from_row(row):
                 return
@@ -394,8 +393,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if row.status != Message.Status.STREAMING:
             await self.send_done(await self.done_frame_from_row(row))
             return True
-        if row.checkpointed_at is None or row.checkpointed_at < generation.stale_cutoff():
-            await generation.message_interrupt_and_announce(message_id=row.id)
+        if row.checkpointed_at is None or row.checkpointed_at < answers.stale_cutoff():
+            await recovery.message_interrupt_and_announce(message_id=row.id)
             return True
         return False
 

@@ -25,7 +25,6 @@ import json
 import logging
 import time
 import uuid
-import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -34,6 +33,8 @@ import redis.asyncio as aioredis
 from django.conf import settings
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+
+from chatsite.loops import PerLoop
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def _retry() -> Retry:
 
     redis-py's default retries ten times with growing pauses; under a hung Redis each try waits
     out the socket timeout, so one append could hold an answer for minutes. Our callers retry
-    on their own terms (generation.best_effort, the reader's READ_ATTEMPTS)."""
+    on their own terms (answers.best_effort, the reader's READ_ATTEMPTS)."""
     return Retry(NoBackoff(), 1)
 
 
@@ -593,20 +594,16 @@ class RedisEventLog:
         await self.reads.aclose(close_connection_pool=True)
 
 
-# Each event loop gets its own log: asyncio primitives and Redis connections belong to the loop
-# that made them (one loop per process under Daphne; one per test under pytest).
-_logs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, EventLog]" = (
-    weakref.WeakKeyDictionary()
-)
+def _new_event_log() -> EventLog:
+    return RedisEventLog(settings.REDIS_URL) if settings.REDIS_URL else MemoryEventLog()
+
+
+# Each event loop gets its own log: asyncio primitives and Redis connections belong to its loop.
+_logs: PerLoop[EventLog] = PerLoop(_new_event_log)
 
 
 def event_log() -> EventLog:
-    loop = asyncio.get_running_loop()
-    log = _logs.get(loop)
-    if log is None:
-        log = RedisEventLog(settings.REDIS_URL) if settings.REDIS_URL else MemoryEventLog()
-        _logs[loop] = log
-    return log
+    return _logs.get()
 
 
 def event_log_is_shared() -> bool:
@@ -616,6 +613,6 @@ def event_log_is_shared() -> bool:
 
 async def event_log_close() -> None:
     """Close this loop's Redis connections (at the end of a loop's life, e.g. in tests)."""
-    log = _logs.pop(asyncio.get_running_loop(), None)
+    log = _logs.pop()
     if isinstance(log, RedisEventLog):
         await log.close()

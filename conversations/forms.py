@@ -1,13 +1,20 @@
 """Forms of the chat pages: they validate what a plain HTML form (or the script) posts."""
 
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from django import forms
 
 from conversations.errors import ChatError
-from conversations.protocol import ChatSend, text_within_limit
+from conversations.protocol import (
+    MAX_TOKENS_LIMIT,
+    PROVIDER_OPTIONS,
+    TEMPERATURE_MAX,
+    TEMPERATURE_MIN,
+    ChatSend,
+    text_within_limit,
+)
+from conversations.selectors import sidebar_cursor_parse
 
 # An upload is read into memory to be parsed; anything bigger is not one of our exports.
 IMPORT_MAX_BYTES = 20 * 1024 * 1024
@@ -52,11 +59,11 @@ def default_target_value(targets: list[dict[str, Any]]) -> str:
 class ConversationSettingsForm(forms.Form):
     target = forms.ChoiceField(label="Model", required=False)
     temperature = forms.FloatField(
-        label="Temperature", required=False, min_value=0.0, max_value=2.0,
+        label="Temperature", required=False, min_value=TEMPERATURE_MIN, max_value=TEMPERATURE_MAX,
         widget=forms.NumberInput(attrs={"step": "0.1", "placeholder": "default"}),
     )  # fmt: skip
     max_tokens = forms.IntegerField(
-        label="Max tokens", required=False, min_value=1, max_value=1_000_000,
+        label="Max tokens", required=False, min_value=1, max_value=MAX_TOKENS_LIMIT,
         widget=forms.NumberInput(attrs={"placeholder": "default"}),
     )  # fmt: skip
     system = forms.CharField(
@@ -69,7 +76,6 @@ class ConversationSettingsForm(forms.Form):
 
     def __init__(self, *args, targets: list[dict[str, Any]], **kwargs):
         super().__init__(*args, **kwargs)
-        self.targets = targets
         self.fields["target"].choices = target_choices(targets)
 
     def clean_system(self) -> str:
@@ -85,9 +91,7 @@ class ConversationSettingsForm(forms.Form):
     def options(self) -> dict[str, Any]:
         """Temperature and max tokens, only the ones the user set (as in a chat.send)."""
         data = self.cleaned_data
-        return {
-            name: data[name] for name in ("temperature", "max_tokens") if data.get(name) is not None
-        }
+        return {name: data[name] for name in PROVIDER_OPTIONS if data.get(name) is not None}
 
 
 class ComposerForm(ConversationSettingsForm):
@@ -172,17 +176,8 @@ class SidebarPageForm(forms.Form):
         value = self.cleaned_data["cursor"]
         if not value:
             return None
-        stamp, _, ident = value.partition("~")
-        try:
-            uuid.UUID(ident)
-            parsed = datetime.fromisoformat(stamp)
-            # A time the database adapter could not convert to UTC (or a naive one, whose zone
-            # is a guess) is no cursor of ours.
-            if parsed.tzinfo is None:
-                raise ValueError(stamp)
-            parsed.astimezone(UTC)
-        except (ValueError, OverflowError):
-            raise forms.ValidationError("Not a page of this list.") from None
+        if sidebar_cursor_parse(cursor=value) is None:
+            raise forms.ValidationError("Not a page of this list.")
         return value
 
 

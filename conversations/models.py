@@ -77,6 +77,16 @@ class Conversation(models.Model):
     def __str__(self) -> str:
         return self.title or str(self.id)
 
+    @property
+    def target_name(self) -> str:
+        """The name of what answers here (a provider config or a fallback chain); "" for the
+        default. Reads the related row: select it with the conversation where that matters."""
+        if self.provider_config_id and self.provider_config:
+            return self.provider_config.name
+        if self.fallback_chain_id and self.fallback_chain:
+            return self.fallback_chain.name
+        return ""
+
 
 class Message(models.Model):
     class Role(models.TextChoices):
@@ -128,6 +138,15 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:40]}"
+
+    @property
+    def meta_title(self) -> str:
+        return meta_title(
+            provider=self.provider,
+            model=self.model,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+        )
 
     @property
     def error_for_user(self) -> str:
@@ -266,3 +285,18 @@ class UserSettings(models.Model):
 
     def __str__(self) -> str:
         return f"settings of {self.user_id}"
+
+
+def meta_title(
+    *, provider: str, model: str, prompt_tokens: int | None, completion_tokens: int | None
+) -> str:
+    """An answer's tooltip: who wrote it (whole, where the page may cut the name short) and its
+    token counts. The one rule for the page (`_message.html`) and the script (`message.done`'s
+    `meta`)."""
+    name = model or provider
+    tokens = (
+        f"{prompt_tokens} prompt + {completion_tokens or 0} answer tokens"
+        if prompt_tokens is not None
+        else ""
+    )
+    return " · ".join(part for part in (name, tokens) if part)

@@ -8,21 +8,37 @@ Unknown fields are ignored so that newer clients keep working with this server.
 import json
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from django.conf import settings
 
 from conversations.errors import ChatError
 
+# Values the page script shares with the server, each defined here only: the templates put them
+# on #app as data attributes (templates/conversations/layout.html, via chat_pages tags) and the
+# script reads them there (static/js/page.mjs).
+# Close code for "not signed in": the script does not reconnect after it.
+CLOSE_UNAUTHENTICATED = 4401
+# Stands for "the conversation's id" in links of a page whose conversation does not exist yet;
+# the script swaps in the real id once the first message has created it.
+PLACEHOLDER_ID = uuid.UUID(int=0)
+
 MAX_REQUEST_ID_LENGTH = 100
 MAX_NAME_LENGTH = 200
 MAX_TOKENS_LIMIT = 1_000_000
-# The options a user may set for the provider (the rest of a provider call is the admin's).
+TEMPERATURE_MIN, TEMPERATURE_MAX = 0.0, 2.0
+# The options a user may set for the provider (the rest of a provider call is the admin's): a
+# subset of providers.types.SAMPLING_OPTIONS, with their bounds just above, for frames and forms.
 PROVIDER_OPTIONS = ("temperature", "max_tokens")
 
 
+# One frozen dataclass per client frame type; its fields are the frame's (a field with `within` in
+# its metadata arrives inside another field's object). Parsed by hand below rather than by a
+# schema library: every field needs its own error code and sentence, and the server must not
+# depend on a package for the one place that reads untrusted frames.
 @dataclass(frozen=True)
 class ChatSend:
+    type: ClassVar[str] = "chat.send"
     conversation: uuid.UUID | None
     parent: uuid.UUID | None
     content: str
@@ -30,18 +46,20 @@ class ChatSend:
     model: str | None = None
     # temperature / max_tokens, only the ones the client sent.
     options: dict[str, Any] = field(default_factory=dict)
-    system: str | None = None
+    system: str | None = field(default=None, metadata={"within": "options"})
     request_id: str | None = None
 
 
 @dataclass(frozen=True)
 class ChatStop:
+    type: ClassVar[str] = "chat.stop"
     message: uuid.UUID
     request_id: str | None = None
 
 
 @dataclass(frozen=True)
 class ChatSubscribe:
+    type: ClassVar[str] = "chat.subscribe"
     conversation: uuid.UUID
     # An answer the client was showing as streaming when it lost the socket: if it has ended
     # meanwhile, the server sends its message.done, so the client never keeps a half answer.
@@ -51,18 +69,27 @@ class ChatSubscribe:
 
 @dataclass(frozen=True)
 class ChatRegenerate:
+    type: ClassVar[str] = "chat.regenerate"
     message: uuid.UUID
     request_id: str | None = None
 
 
 @dataclass(frozen=True)
 class ChatEdit:
+    type: ClassVar[str] = "chat.edit"
     message: uuid.UUID
     content: str
     request_id: str | None = None
 
 
 ClientFrame = ChatSend | ChatStop | ChatSubscribe | ChatRegenerate | ChatEdit
+CLIENT_FRAMES: tuple[type[ClientFrame], ...] = (
+    ChatSend,
+    ChatStop,
+    ChatSubscribe,
+    ChatRegenerate,
+    ChatEdit,
+)
 
 
 def max_frame_chars() -> int:
@@ -92,7 +119,7 @@ def frame_decode(text: str | None, binary: bytes | None = None) -> dict[str, Any
 def request_id_of(data: dict[str, Any]) -> str | None:
     """The frame's request_id when it is usable, so even an error about the frame can carry it."""
     value = data.get("request_id")
-    if isinstance(value, str) and len(value) <= MAX_REQUEST_ID_LENGTH and _is_storable(value):
+    if isinstance(value, str) and len(value) <= MAX_REQUEST_ID_LENGTH and text_is_storable(value):
         return value
     return None
 
@@ -154,11 +181,11 @@ def _parse_edit(data: dict[str, Any]) -> ChatEdit:
 
 
 _PARSERS = {
-    "chat.send": _parse_send,
-    "chat.stop": _parse_stop,
-    "chat.subscribe": _parse_subscribe,
-    "chat.regenerate": _parse_regenerate,
-    "chat.edit": _parse_edit,
+    ChatSend.type: _parse_send,
+    ChatStop.type: _parse_stop,
+    ChatSubscribe.type: _parse_subscribe,
+    ChatRegenerate.type: _parse_regenerate,
+    ChatEdit.type: _parse_edit,
 }
 
 
@@ -176,23 +203,27 @@ def _uuid(data: dict[str, Any], name: str, *, optional: bool = False) -> uuid.UU
         raise ChatError("invalid", f"`{name}` must be an id (a UUID string).") from None
 
 
-def _is_storable(value: str) -> bool:
+def _has_lone_surrogate(value: str) -> bool:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        return False
-    return "\x00" not in value
+        return True
+    return False
+
+
+def text_is_storable(value: str) -> bool:
+    """Text every database can store: JSON allows lone surrogates (\\ud800) and NUL, but
+    PostgreSQL refuses NUL in text and no UTF-8 column holds half a surrogate pair. The one rule
+    for frames, forms and imported files."""
+    return "\x00" not in value and not _has_lone_surrogate(value)
 
 
 def _storable(value: str, name: str) -> str:
-    """Text every database can store: JSON allows lone surrogates (\\ud800) and NUL, but
-    PostgreSQL refuses NUL in text and no UTF-8 column holds half a surrogate pair."""
+    """`value` when the database can store it; a ChatError that says why not otherwise."""
     if "\x00" in value:
         raise ChatError("invalid", f"`{name}` must not contain NUL characters.")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ChatError("invalid", f"`{name}` is not valid Unicode text.") from None
+    if _has_lone_surrogate(value):
+        raise ChatError("invalid", f"`{name}` is not valid Unicode text.")
     return value
 
 
@@ -241,8 +272,12 @@ def options_parse(value: Any) -> tuple[dict[str, Any], str | None]:
     if temperature is not None:
         if isinstance(temperature, bool) or not isinstance(temperature, int | float):
             raise ChatError("invalid", "`options.temperature` must be a number.")
-        if not 0 <= temperature <= 2:
-            raise ChatError("invalid", "`options.temperature` must be between 0 and 2.")
+        if not TEMPERATURE_MIN <= temperature <= TEMPERATURE_MAX:
+            raise ChatError(
+                "invalid",
+                f"`options.temperature` must be between {TEMPERATURE_MIN:g} and "
+                f"{TEMPERATURE_MAX:g}.",
+            )
         options["temperature"] = float(temperature)
     max_tokens = value.get("max_tokens")
     if max_tokens is not None:

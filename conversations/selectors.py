@@ -171,7 +171,9 @@ def _sidebar_cursor(conversation: Conversation) -> str:
     return f"{conversation.updated_at.isoformat()}~{conversation.id}"
 
 
-def _parse_sidebar_cursor(cursor: str) -> tuple[datetime, uuid.UUID] | None:
+def sidebar_cursor_parse(*, cursor: str) -> tuple[datetime, uuid.UUID] | None:
+    """The (updated_at, id) a sidebar cursor stands for; None for a string that is no cursor of
+    ours (the one rule for the page's form and the query)."""
     stamp, _, ident = cursor.partition("~")
     try:
         parsed = datetime.fromisoformat(stamp)
@@ -208,7 +210,7 @@ def conversation_sidebar_page(
         queryset = queryset.filter(folder=folder)
     elif sectioned:
         queryset = queryset.filter(pinned_at__isnull=True, folder__isnull=True)
-    position = _parse_sidebar_cursor(cursor) if cursor else None
+    position = sidebar_cursor_parse(cursor=cursor) if cursor else None
     if position is not None:
         stamp, ident = position
         queryset = queryset.filter(Q(updated_at__lt=stamp) | Q(updated_at=stamp, id__lt=ident))

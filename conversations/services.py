@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from conversations.api.selectors import api_call_stale_cutoff
 from conversations.errors import ChatError
-from conversations.groups import generation_group
+from conversations.groups import generation_group, generation_stop
 from conversations.models import (
     Conversation,
     Folder,
@@ -560,7 +560,7 @@ def conversation_sweep_hidden(*, user: AbstractBaseUser) -> int:
 def _request_stop(message_id: uuid.UUID) -> None:
     """Ask whichever process runs the answer to stop it (the engine listens on this group)."""
     async_to_sync(get_channel_layer().group_send)(
-        generation_group(message_id), {"type": "generation.stop", "message": str(message_id)}
+        generation_group(message_id), generation_stop(message_id)
     )
 
 

@@ -18,7 +18,6 @@ The owner gets all of the file or none of it.
 
 import json
 import logging
-import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -30,7 +29,7 @@ from django.utils import timezone
 from conversations import titles
 from conversations.errors import ChatError
 from conversations.models import Conversation, Message
-from conversations.protocol import PROVIDER_OPTIONS, options_parse
+from conversations.protocol import PROVIDER_OPTIONS, options_parse, text_is_storable
 from conversations.services import (
     bulk_write_transaction,
     conversation_purge,
@@ -62,8 +61,6 @@ MAX_TOKEN_COUNT = 2**31 - 1
 # Imported times must survive conversion to UTC and a day of arithmetic either way.
 EARLIEST_TIME = datetime(1, 1, 2, tzinfo=UTC)
 LATEST_TIME = datetime(9999, 12, 30, tzinfo=UTC)
-# PostgreSQL cannot store NUL in text, and no UTF-8 column can store half a surrogate pair.
-_UNSTORABLE_RE = re.compile("[\x00\ud800-\udfff]")
 ROLES = {choice.value for choice in Message.Role}
 STATUSES = {choice.value for choice in Message.Status}
 # OpenAI's newer name for the system role.
@@ -79,14 +76,6 @@ class TransferError(ValueError):
 
 def _stamp(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
-
-
-def _provider_name(conversation: Conversation) -> str:
-    if conversation.provider_config_id and conversation.provider_config:
-        return conversation.provider_config.name
-    if conversation.fallback_chain_id and conversation.fallback_chain:
-        return conversation.fallback_chain.name
-    return ""
 
 
 def message_to_dict(message: Message) -> dict[str, Any]:
@@ -121,7 +110,7 @@ def _conversation_meta(conversation: Conversation) -> dict[str, Any]:
         "conversation": {
             "id": str(conversation.id),
             "title": conversation.title,
-            "provider": _provider_name(conversation),
+            "provider": conversation.target_name,
             "model": conversation.model,
             "system_prompt": conversation.system_prompt,
             "options": conversation.options or {},
@@ -253,7 +242,7 @@ def _text(value: Any, where: str, *, limit: int = MAX_CONTENT_LENGTH) -> str:
         raise TransferError(f"{where} must be a string.")
     if len(value) > limit:
         raise TransferError(f"{where} is longer than {limit} characters.")
-    if _UNSTORABLE_RE.search(value):
+    if not text_is_storable(value):
         raise TransferError(
             f"{where} holds a NUL character or half a surrogate pair, which cannot be stored."
         )

@@ -40,6 +40,7 @@ from conversations.forms import (
 )
 from conversations.generation import generation_run_to_completion
 from conversations.models import Conversation, Message, UserSettings
+from conversations.protocol import PLACEHOLDER_ID
 from conversations.rendering import messages_html_for_view, render_markdown
 from conversations.search import SearchFilters, search_for_user
 from conversations.transfer import (
@@ -59,10 +60,6 @@ logger = logging.getLogger(__name__)
 
 # Statuses whose text is final: rendered as Markdown. A streaming answer is shown as plain text
 # until its `message.done` arrives (or the page is reloaded after it ended).
-# Stands for "the conversation's id" in links of a page whose conversation does not exist yet;
-# the script swaps in the real id once the first message has created it.
-PLACEHOLDER_ID = uuid.UUID(int=0)
-
 FINAL_STATUSES = {
     Message.Status.COMPLETE,
     Message.Status.STOPPED,
@@ -118,11 +115,7 @@ def _page(request, template: str, context: dict[str, Any], *, status: int = 200)
 def _settings_initial(conversation: Conversation | None, targets: list[dict]) -> dict[str, Any]:
     if conversation is None:
         return {"target": default_target_value(targets)}
-    name = ""
-    if conversation.provider_config_id and conversation.provider_config:
-        name = conversation.provider_config.name
-    elif conversation.fallback_chain_id and conversation.fallback_chain:
-        name = conversation.fallback_chain.name
+    name = conversation.target_name
     options = conversation.options or {}
     return {
         "target": target_value(name=name, model=conversation.model)
@@ -240,6 +233,26 @@ def _wants_json(request) -> bool:
     return request.headers.get("Accept") == "application/json"
 
 
+def _json_error(*, status: int, code: str, message: str) -> JsonResponse:
+    """The one error shape of the views the script calls, `{"error": {"code", "message"}}`, like
+    the socket's `error` frame: `message` is one sentence the script shows as it is."""
+    return JsonResponse({"error": {"code": code, "message": message}}, status=status)
+
+
+def _form_error_message(form) -> str:
+    """A form's first error, as one sentence."""
+    return next(str(error) for errors in form.errors.values() for error in errors)
+
+
+def _refused(request, *, code: str, message: str, fallback_url: str):
+    """A refused post: the JSON error for the script; for a plain form, the page it came from
+    with the sentence in a flash message."""
+    if _wants_json(request):
+        return _json_error(status=400, code=code, message=message)
+    flash.error(request, message)
+    return redirect(_next_or(request, fallback_url))
+
+
 def _next_or(request, fallback: str) -> str:
     """Where a form asked to return to (its page), if that is on this site."""
     target = request.POST.get("next", "")
@@ -281,10 +294,11 @@ def _render_send_error(request, conversation, form):
 @require_POST
 def conversation_settings(request, conversation_id: uuid.UUID):
     conversation = _conversation_or_404(request, conversation_id)
+    back = reverse("conversation", kwargs={"conversation_id": conversation.id})
     form = ConversationSettingsForm(request.POST, targets=provider_targets_for_picker())
     if not form.is_valid():
-        return HttpResponse(
-            "; ".join(error for errors in form.errors.values() for error in errors), status=400
+        return _refused(
+            request, code="invalid", message=_form_error_message(form), fallback_url=back
         )
     target = form.cleaned_data["target"]
     chosen = None
@@ -292,7 +306,7 @@ def conversation_settings(request, conversation_id: uuid.UUID):
         try:
             chosen = provider_target_get(name=target[0])
         except ProviderError as exc:
-            return HttpResponse(exc.message, status=400)
+            return _refused(request, code=exc.code, message=exc.message, fallback_url=back)
     is_config = isinstance(chosen, ProviderConfig)
     services.conversation_update_settings(
         conversation=conversation,
@@ -319,7 +333,7 @@ def conversation_rename(request, conversation_id: uuid.UUID):
             return JsonResponse({"title": conversation.title})
         return redirect("conversation", conversation_id=conversation.id)
     if request.method == "POST" and _wants_json(request):
-        return JsonResponse({"errors": form.errors.get_json_data()}, status=400)
+        return _json_error(status=400, code="invalid", message=_form_error_message(form))
     return _page(
         request,
         "conversations/rename.html",

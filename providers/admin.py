@@ -120,7 +120,6 @@ class ProviderConfigForm(forms.ModelForm):
             "allowed_models",
             "options",
             "timeout",
-            "max_retries",
             "sort_order",
         ]
 
@@ -180,7 +179,7 @@ class ProviderConfigAdmin(admin.ModelAdmin):
     actions = ["check_connection"]
     fieldsets = [
         (None, {"fields": ["name", "provider_class", "enabled", "is_default", "sort_order"]}),
-        ("Endpoint", {"fields": ["api_base", "proxy", "timeout", "max_retries"]}),
+        ("Endpoint", {"fields": ["api_base", "proxy", "timeout"]}),
         ("Token", {"fields": ["token_display", "token", "clear_token"]}),
         ("Models", {"fields": ["default_model", "allowed_models", "options"]}),
         ("Last check", {"fields": ["last_check_display", "last_check_at"]}),

@@ -32,18 +32,25 @@ from providers.errors import (
     ResponseError,
     ResponseStatusError,
 )
-from providers.types import AsyncResult, AuthResult, CreateResult, Messages, ResponseObject
+from providers.types import (
+    SAMPLING_OPTIONS,
+    AsyncResult,
+    AuthResult,
+    CreateResult,
+    Messages,
+    ResponseObject,
+)
 
 logger = logging.getLogger(__name__)
 
 # The keyword arguments a caller may discover through get_parameters(); anything else a provider
 # accepts is internal.
 PARAMETER_NAMES = (
+    *SAMPLING_OPTIONS,
     "model", "messages", "stream", "timeout", "proxy", "media", "response_format", "prompt",
-    "negative_prompt", "tools", "conversation", "history_disabled", "temperature", "top_k",
-    "top_p", "frequency_penalty", "presence_penalty", "max_tokens", "stop", "api_key",
-    "api_base", "seed", "width", "height", "max_retries", "web_search", "guidance_scale",
-    "num_inference_steps", "randomize_seed", "safe", "enhance", "private", "aspect_ratio", "n",
+    "negative_prompt", "tools", "conversation", "history_disabled", "api_key", "api_base",
+    "width", "height", "max_retries", "web_search", "guidance_scale", "num_inference_steps",
+    "randomize_seed", "safe", "enhance", "private", "aspect_ratio", "n",
 )  # fmt: skip
 
 _EXAMPLES_BY_NAME: dict[str, Any] = {

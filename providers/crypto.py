@@ -24,13 +24,17 @@ def _multifernet(keys: tuple[str, ...]) -> MultiFernet:
         raise ImproperlyConfigured(
             "FIELD_ENCRYPTION_KEYS is empty: provider tokens cannot be stored or read."
         )
-    try:
-        return MultiFernet([Fernet(key) for key in keys])
-    except ValueError as exc:
-        # Fernet's message does not include the key; still, say only which position is bad.
-        raise ImproperlyConfigured(
-            "FIELD_ENCRYPTION_KEYS holds a value that is not a Fernet key."
-        ) from exc
+    fernets = []
+    for position, key in enumerate(keys, start=1):
+        try:
+            fernets.append(Fernet(key))
+        except ValueError:
+            # The position, never the value: the other keys of the list are secrets too, and
+            # Fernet's own message is dropped (from None) so no traceback can quote the value.
+            raise ImproperlyConfigured(
+                f"FIELD_ENCRYPTION_KEYS: value {position} of {len(keys)} is not a Fernet key."
+            ) from None
+    return MultiFernet(fernets)
 
 
 def _current() -> MultiFernet:

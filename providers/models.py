@@ -28,7 +28,6 @@ class ProviderConfig(models.Model):
         default=dict, blank=True, help_text="Extra keyword arguments for the provider class."
     )
     timeout = models.FloatField(default=60.0, help_text="Seconds.")
-    max_retries = models.PositiveSmallIntegerField(default=3)
     sort_order = models.IntegerField(default=0)
     last_check_ok = models.BooleanField(null=True, editable=False)
     last_check_detail = models.CharField(max_length=300, blank=True, editable=False)

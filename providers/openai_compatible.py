@@ -24,13 +24,16 @@ from providers.transport import (
     shared_client,
     translate_transport_errors,
 )
-from providers.types import AsyncResult, FinishReason, Messages, Usage
+from providers.types import SAMPLING_OPTIONS, AsyncResult, FinishReason, Messages, Usage
 
-# Sampling options forwarded to the upstream as they are, when given.
+# Options forwarded to the upstream as they are, when given: the sampling options OpenAI's API
+# has (not top_k), and the ones a library caller may add.
 FORWARDED_OPTIONS = (
-    "temperature", "max_tokens", "top_p", "stop", "seed", "frequency_penalty",
-    "presence_penalty", "n", "response_format", "tools",
-)  # fmt: skip
+    *(name for name in SAMPLING_OPTIONS if name != "top_k"),
+    "n",
+    "response_format",
+    "tools",
+)
 
 
 @register

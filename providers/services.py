@@ -36,23 +36,12 @@ from providers.selectors import (
     provider_config_default_model,
     provider_config_models,
 )
-from providers.types import Chunk, Messages, ProviderInfo
+from providers.types import SAMPLING_OPTIONS, Chunk, Messages, ProviderInfo
 
 logger = logging.getLogger(__name__)
 
 # What a caller of stream_chat may set per request; everything else comes from the config.
-CALLER_OPTIONS = frozenset(
-    {
-        "temperature",
-        "max_tokens",
-        "top_p",
-        "top_k",
-        "stop",
-        "seed",
-        "frequency_penalty",
-        "presence_penalty",
-    }
-)
+CALLER_OPTIONS = frozenset(SAMPLING_OPTIONS)
 # Below this length the last four characters would give away too much of the token.
 MIN_TOKEN_LENGTH_FOR_HINT = 12
 
@@ -118,7 +107,6 @@ def provider_call_kwargs(
         raise BadRequestError(f"Option {refused[0][:40]!r} cannot be set per request.")
     kwargs: dict[str, Any] = {**(config.options or {})}
     kwargs["timeout"] = config.timeout
-    kwargs["max_retries"] = config.max_retries
     if config.api_base:
         kwargs["api_base"] = config.api_base
     if config.proxy:
@@ -208,17 +196,24 @@ async def _one_piece(answer: Awaitable[str]) -> AsyncIterator[Chunk]:
         yield text
 
 
-async def _answer(info: ProviderInfo, stream: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
-    async with aclosing(stream):
-        try:
-            first = await anext(stream)
-        except StopAsyncIteration:
-            yield info
-            return
-        yield info
-        yield first
-        async for chunk in stream:
-            yield chunk
+async def _first_chunk(stream: AsyncIterator[Chunk]) -> list[Chunk]:
+    """The stream's first chunk in a list ([] for an empty answer). A failure before it raises
+    here, where a chain can still try its next member."""
+    try:
+        return [await anext(stream)]
+    except StopAsyncIteration:
+        return []
+
+
+async def _answer(
+    info: ProviderInfo, first: list[Chunk], stream: AsyncIterator[Chunk]
+) -> AsyncIterator[Chunk]:
+    """What stream_chat yields once an upstream has answered: who answered, then the text."""
+    yield info
+    for chunk in first:
+        yield chunk
+    async for chunk in stream:
+        yield chunk
 
 
 async def stream_chat(
@@ -237,9 +232,11 @@ async def stream_chat(
     """
     if isinstance(target, ProviderConfig):
         info, stream = await _config_stream(target, messages, model, options)
-        async with aclosing(_answer(info, stream)) as answer:
-            async for chunk in answer:
-                yield chunk
+        async with aclosing(stream):
+            first = await _first_chunk(stream)
+            async with aclosing(_answer(info, first, stream)) as answer:
+                async for chunk in answer:
+                    yield chunk
         return
 
     members = await db_call(fallback_chain_members)(chain=target)
@@ -255,17 +252,13 @@ async def stream_chat(
             continue
         async with aclosing(stream):
             try:
-                first = await anext(stream)
-            except StopAsyncIteration:
-                yield info
-                return
+                first = await _first_chunk(stream)
             except ProviderError as exc:
                 last_error = _log_fallback(target, config, exc)
                 continue
-            yield info
-            yield first
-            async for chunk in stream:
-                yield chunk
+            async with aclosing(_answer(info, first, stream)) as answer:
+                async for chunk in answer:
+                    yield chunk
         return
     assert last_error is not None
     raise last_error

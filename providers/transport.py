@@ -9,7 +9,6 @@ import json
 import logging
 import re
 import sys
-import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypedDict, Unpack
@@ -17,6 +16,7 @@ from typing import Any, TypedDict, Unpack
 import httpx
 from django.conf import settings
 
+from chatsite.loops import PerLoop
 from providers.errors import (
     MalformedResponseError,
     ProviderTimeoutError,
@@ -45,17 +45,14 @@ if importlib.util.find_spec("sniffio") is None:
     sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 # An httpx.AsyncClient belongs to the loop it first ran on (its pool holds that loop's sockets), so
-# there is one per loop, and per proxy because httpx binds the proxy to the client. Weak keys let a
-# finished loop (a test's, a sync bridge's) take its clients with it.
+# there is one per loop, and per proxy because httpx binds the proxy to the client.
 type _ClientsByProxy = dict[str | None, httpx.AsyncClient]
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ClientsByProxy]
-_clients = weakref.WeakKeyDictionary()
+_clients: PerLoop[_ClientsByProxy] = PerLoop(dict)
 
 
 def shared_client(proxy: str | None = None) -> httpx.AsyncClient:
     """The pooled client for the running loop (created on first use)."""
-    loop = asyncio.get_running_loop()
-    per_loop = _clients.setdefault(loop, {})
+    per_loop = _clients.get()
     client = per_loop.get(proxy or None)
     if client is None or client.is_closed:
         client = httpx.AsyncClient(
@@ -81,7 +78,7 @@ def shared_client(proxy: str | None = None) -> httpx.AsyncClient:
 
 async def close_shared_clients() -> None:
     """Close the running loop's clients; called before a loop that is about to end goes away."""
-    per_loop = _clients.pop(asyncio.get_running_loop(), {})
+    per_loop = _clients.pop() or {}
     for client in per_loop.values():
         await client.aclose()
 

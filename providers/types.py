@@ -10,6 +10,14 @@ from typing import Any
 
 Messages = list[dict[str, str]]
 
+# The sampling options: how an answer is written, never where the request goes or with which
+# credentials. The one list every other list of option names is made from: what a caller of
+# stream_chat may set per request, what OpenAICompatible forwards, what get_parameters shows.
+SAMPLING_OPTIONS = (
+    "temperature", "max_tokens", "top_p", "top_k", "stop", "seed", "frequency_penalty",
+    "presence_penalty",
+)  # fmt: skip
+
 
 class ResponseObject:
     def __str__(self) -> str:

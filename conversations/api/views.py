@@ -18,10 +18,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.views.decorators.csrf import csrf_exempt
 
 from chatsite.db import db_call
+from conversations.answers import liveness_seconds
 from conversations.api import selectors, services, wire
 from conversations.api.wire import ApiError
 from conversations.errors import ChatError
-from conversations.generation import liveness_seconds
 from conversations.models import ApiCall, ApiKey
 from providers.errors import ProviderError, error_sentence
 from providers.models import FallbackChain, ProviderConfig

@@ -5,7 +5,19 @@ from datetime import datetime, timedelta
 from django import template
 from django.utils import timezone
 
+from conversations.protocol import CLOSE_UNAUTHENTICATED, PLACEHOLDER_ID
+
 register = template.Library()
+
+
+@register.simple_tag
+def placeholder_id() -> str:
+    return str(PLACEHOLDER_ID)
+
+
+@register.simple_tag
+def close_unauthenticated() -> int:
+    return CLOSE_UNAUTHENTICATED
 
 
 @register.filter

@@ -6,7 +6,7 @@ import { postForm } from "./http.mjs";
 import { lastMessage, page, showComposerError, state } from "./page.mjs";
 import { announceOutbox, enqueue, stopAll } from "./socket.mjs";
 import { sendOptions, splitTarget } from "./options.mjs";
-import { $, closeMenus, requestId } from "./ui.mjs";
+import { $, closeMenus, refusal, requestId } from "./ui.mjs";
 
 const SETTINGS = ["target", "temperature", "max_tokens", "system"];
 
@@ -120,7 +120,7 @@ export async function saveSettings() {
     settingsDirty = true; // offline: saved with the next change or request
     return true;
   }
-  const problem = response.ok ? "" : await response.text();
+  const problem = response.ok ? "" : await refusal(response);
   const settingsStatus = document.getElementById("settings-status");
   if (settingsStatus) {
     settingsStatus.textContent = problem || "Saved";

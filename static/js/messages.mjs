@@ -83,12 +83,9 @@ function setMeta(element, info) {
   }
   const name = info.model || info.provider || "";
   meta.append(name);
-  // The name may be cut short by an ellipsis: the tooltip has it whole.
-  const usage = info.usage;
-  const tokens = usage && usage.prompt_tokens != null
-    ? `${usage.prompt_tokens} prompt + ${usage.completion_tokens || 0} answer tokens`
-    : "";
-  const title = [name, tokens].filter(Boolean).join(" · ");
+  // The name may be cut short by an ellipsis: the tooltip has it whole, and once the answer is
+  // done, its token counts (the server's sentence, `meta` of message.done).
+  const title = info.meta || name;
   if (title) meta.title = title;
   else meta.removeAttribute("title");
   showUsage(element, info);

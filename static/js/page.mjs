@@ -5,8 +5,10 @@
 import { Outbox } from "./outbox.mjs";
 import { $, $$ } from "./ui.mjs";
 
-// Stands for "the conversation to be" in URLs rendered before it exists.
-export const PLACEHOLDER = "00000000-0000-0000-0000-000000000000";
+// Stands for "the conversation to be" in URLs rendered before it exists; and the close code of
+// "not signed in". Both are the server's (conversations/protocol.py), read from #app.
+export let PLACEHOLDER = "";
+export let CLOSE_UNAUTHENTICATED = 0;
 
 // Elements; `chat` and those after it only on the chat page (else null).
 export const page = {
@@ -49,6 +51,8 @@ function newState() {
 export function setUpPage() {
   page.app = document.getElementById("app");
   if (!page.app) return false;
+  PLACEHOLDER = page.app.dataset.placeholder;
+  CLOSE_UNAUTHENTICATED = Number(page.app.dataset.closeUnauthenticated);
   page.chat = document.getElementById("chat");
   if (page.chat) {
     page.list = document.getElementById("message-list");

@@ -6,7 +6,7 @@
  * (messages.mjs, composer.mjs) depend on this one, and files under hashed names cannot form a
  * cycle (each name would depend on the other's content). */
 
-import { composerErrorText, page, showComposerError, state } from "./page.mjs";
+import { CLOSE_UNAUTHENTICATED, composerErrorText, page, showComposerError, state } from "./page.mjs";
 import { renderPending, setUpPending } from "./pending.mjs";
 import { outboxNotice as outboxNoticeText, reconnectDelay } from "./stream_state.mjs";
 import { $, requestId } from "./ui.mjs";
@@ -64,7 +64,7 @@ export function connect() {
     state.syncing = null;
     if (state.outbox.closed()) state.resync = true;
     announceOutbox();
-    if (event.code === 4401) {
+    if (event.code === CLOSE_UNAUTHENTICATED) {
       state.signedOut = true;
       setConnection("closed", "Signed out.", { href: "/accounts/login/?next=" + encodeURIComponent(location.pathname), text: "Sign in" });
       return;

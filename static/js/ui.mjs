@@ -74,16 +74,15 @@ export function showFlashError(text) {
 }
 
 // Why a form the script posted was refused, in words for the user.
+// A refused request as one sentence, never the raw body: the server's own sentence from its one
+// JSON error shape, {"error": {"code", "message"}}, or a fixed one for anything else.
 export async function refusal(response) {
   if (response.status === 404) return "This conversation no longer exists.";
-  if (response.status === 400) {
-    try {
-      const body = await response.json();
-      const first = Object.values(body.errors || {})[0];
-      if (first && first[0] && first[0].message) return first[0].message;
-    } catch (error) {
-      /* Not the JSON we expected: the generic text below. */
-    }
+  try {
+    const body = await response.json();
+    if (body && body.error && typeof body.error.message === "string") return body.error.message;
+  } catch (error) {
+    /* Not JSON (a proxy's page, say): the fixed sentence below. */
   }
   return `The server answered ${response.status}. Try again in a moment.`;
 }

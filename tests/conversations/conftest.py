@@ -15,8 +15,8 @@ from channels.testing import WebsocketCommunicator
 from django.db import connections
 
 from chatsite.asgi import application
+from conversations.engine import generation_engine_close
 from conversations.eventlog import event_log_close
-from conversations.generation import generation_engine_close
 from providers.models import ProviderConfig
 from tests.live_server import session_cookie
 

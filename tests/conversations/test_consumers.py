@@ -8,7 +8,7 @@ import uuid
 import pytest
 from channels.db import database_sync_to_async
 
-from conversations.generation import generation_engine
+from conversations.engine import generation_engine
 from conversations.models import Conversation, Message
 from providers.services import provider_config_set_token
 from tests.fake_upstream import deltas_of
@@ -485,9 +485,9 @@ async def test_concurrent_answers_per_user_are_limited(
 @pytest.mark.redis
 async def test_follower_that_finds_frames_trimmed_resumes_from_a_snapshot(clean_engine, settings):
     """A socket that falls behind a long answer's capped Redis Stream must not show a hole."""
+    from conversations.answers import log_key
     from conversations.consumers import ChatConsumer
     from conversations.eventlog import event_log
-    from conversations.generation import log_key
 
     settings.CHAT_STREAM_MAXLEN = 5
     message_id, conversation_id = uuid.uuid4(), uuid.uuid4()

@@ -10,7 +10,7 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from chatsite.asgi import application
-from conversations import generation
+from conversations import answers
 from conversations.eventlog import event_log
 from conversations.models import Conversation
 from tests.conversations.conftest import FRAME_TIMEOUT, ORIGIN
@@ -108,7 +108,7 @@ async def test_append_that_fails_even_when_retried_reaches_followers_as_a_snapsh
         await original(self, key, seq=seq, delta=delta, text_so_far=text_so_far)
 
     monkeypatch.setattr(log_class, "append", lost_at_seq_2)
-    monkeypatch.setattr(generation, "LOG_ATTEMPTS", 2)
+    monkeypatch.setattr(answers, "LOG_ATTEMPTS", 2)
     fake_upstream.behave(reply=REPLY, chunk_delay=0.05)
     socket = await open_socket(ada)
     await socket.send("chat.send", conversation=None, parent=None, content="Go")
@@ -124,7 +124,7 @@ async def test_append_that_fails_even_when_retried_reaches_followers_as_a_snapsh
         text = frame["content"] if frame["type"] == "message.snapshot" else text + frame["delta"]
     assert text == REPLY == frames[-1]["content"]
     # A socket that catches up from a snapshot of the log gets the whole text too.
-    late = await event_log().snapshot(generation.log_key(uuid.UUID(frames[-1]["message"])))
+    late = await event_log().snapshot(answers.log_key(uuid.UUID(frames[-1]["message"])))
     assert late.content == REPLY
 
 

@@ -36,7 +36,8 @@ def test_rename_from_the_script_answers_json(signed_in, ada):
     bad = signed_in.post(f"/c/{chat.id}/rename/", {"title": ""}, HTTP_ACCEPT="application/json")
 
     assert ok.json() == {"title": "Fresh"}
-    assert bad.status_code == 400 and "title" in bad.json()["errors"]
+    assert bad.status_code == 400
+    assert bad.json() == {"error": {"code": "invalid", "message": "This field is required."}}
     assert Conversation.objects.get(pk=chat.pk).title == "Fresh"
 
 
@@ -189,11 +190,22 @@ def test_settings_from_the_script_get_a_status_and_bad_values_change_nothing(sig
         {"temperature": "7", "system": "Never saved"},
         HTTP_ACCEPT="application/json",
     )
-    unknown = signed_in.post(f"/c/{chat.id}/settings/", {"target": "ghost:model", "system": "x"})
+    unknown = signed_in.post(
+        f"/c/{chat.id}/settings/",
+        {"target": "ghost:model", "system": "x"},
+        HTTP_ACCEPT="application/json",
+    )
+    # Without the script: back to the conversation, the sentence in a flash message.
+    plain = signed_in.post(f"/c/{chat.id}/settings/", {"temperature": "7"}, follow=True)
 
     assert ok.status_code == 204
-    assert bad.status_code == 400 and "2" in bad.content.decode()
+    assert bad.status_code == 400
+    assert bad.json()["error"]["code"] == "invalid"
+    assert "less than or equal to 2" in bad.json()["error"]["message"]
     assert unknown.status_code == 400
+    assert unknown.json()["error"]["message"].startswith("Select a valid choice.")
+    assert plain.redirect_chain == [(f"/c/{chat.id}/", 302)]
+    assert "less than or equal to 2" in plain.content.decode()
     assert Conversation.objects.get(pk=chat.pk).system_prompt == "New"
 
 

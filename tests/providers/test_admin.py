@@ -33,7 +33,6 @@ def form_data(**overrides):
         "allowed_models": "[]",
         "options": "{}",
         "timeout": "5",
-        "max_retries": "3",
         "sort_order": "0",
         "_save": "Save",
     }

@@ -49,3 +49,12 @@ def test_invalid_key_is_a_configuration_error_without_echoing_the_key(settings):
     with pytest.raises(ImproperlyConfigured) as caught:
         encrypt_text("secret")
     assert "not-a-fernet-key" not in str(caught.value)
+
+
+def test_invalid_key_is_named_by_its_position(settings):
+    good = Fernet.generate_key().decode()
+    settings.FIELD_ENCRYPTION_KEYS = [good, "not-a-fernet-key"]
+    with pytest.raises(ImproperlyConfigured) as caught:
+        encrypt_text("secret")
+    assert str(caught.value) == "FIELD_ENCRYPTION_KEYS: value 2 of 2 is not a Fernet key."
+    assert caught.value.__cause__ is None and good not in str(caught.value)

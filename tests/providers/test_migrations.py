@@ -44,3 +44,27 @@ def test_configs_naming_the_former_packaged_model_move_to_smollm2():
         ]
     finally:
         migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_dropping_max_retries_keeps_a_changed_lockchat_count_in_its_options():
+    apps = migrate([("providers", "0002_local_model_smollm2")])
+    ProviderConfig = apps.get_model("providers", "ProviderConfig")
+    ProviderConfig.objects.create(name="lock", provider_class="Lockchat", max_retries=5)
+    ProviderConfig.objects.create(name="lock-default", provider_class="Lockchat", max_retries=3)
+    ProviderConfig.objects.create(
+        name="openai", provider_class="OpenAICompatible", max_retries=7, options={"seed": 1}
+    )
+    try:
+        apps = migrate([("providers", "0003_drop_max_retries")])
+        rows = apps.get_model("providers", "ProviderConfig").objects.order_by("name")
+        assert [(r.name, r.options) for r in rows] == [
+            ("lock", {"max_retries": 5}),
+            ("lock-default", {}),
+            ("openai", {"seed": 1}),
+        ]
+        assert "max_retries" not in {
+            f.name for f in apps.get_model("providers", "ProviderConfig")._meta.fields
+        }
+    finally:
+        migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())

@@ -351,3 +351,20 @@ async def test_an_echoed_token_near_the_display_cut_leaves_no_part_of_it(
     assert not [run for run in runs if run in text]
     assert str(caught.value).startswith("Error 401: xxx")
     assert len(str(caught.value)) <= 300
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_lockchat_config_sets_its_retry_count_in_its_options(
+    db, encryption_keys, fake_upstream
+):
+    config = await database_sync_to_async(ProviderConfig.objects.create)(
+        name="lock",
+        provider_class="Lockchat",
+        api_base=fake_upstream.url,
+        default_model="gpt-4",
+        options={"max_retries": 1},
+    )
+    fake_upstream.behave(model_missing=10)
+    with pytest.raises(ModelNotFoundError):
+        await collect(config)
+    assert len(fake_upstream.requests) == 2  # the request and the one retry the options allow

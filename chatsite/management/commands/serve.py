@@ -15,7 +15,7 @@ class Command(BaseCommand):
         port = port or settings.PORT
         # Answers left `streaming` by a process that died are marked interrupted (keeping their
         # last checkpoint) before anyone can open them and wait for a stream that will never come.
-        from conversations.generation import generation_recover_on_start
+        from conversations.recovery import generation_recover_on_start
 
         interrupted = generation_recover_on_start()
         if interrupted:
