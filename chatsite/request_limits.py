@@ -3,9 +3,12 @@
 One rule, used in two places: by the HTTP server (chatsite.server), which refuses a body before
 reading it, and by `RequestBodyLimit` in front of Django, which also knows whether the session
 signs anyone in. Anonymous clients only ever send the sign-in form, so they get a small limit;
-signed-in users get room for the chat form; the import route, its documented maximum.
+signed-in users get room for the chat form; the import route, its documented maximum; the
+attachment upload route, one file of ATTACHMENT_MAX_FILE_BYTES; the no-JavaScript send form,
+its message plus one message's files (ATTACHMENT_MAX_MESSAGE_BYTES).
 """
 
+import re
 from http import HTTPStatus
 from importlib import import_module
 
@@ -14,6 +17,9 @@ from django.conf import settings
 from django.contrib.auth import SESSION_KEY
 
 IMPORT_PATH = "/import/"
+UPLOAD_PATH = "/attachments/"
+# The no-JavaScript composer posts here, with the message's files (conversations.urls).
+SEND_PATH = re.compile(r"^/(?:c/[0-9a-f-]{36}/)?send/$")
 # Room for the multipart framing around an imported file (boundaries, part headers, the CSRF
 # token): a file of exactly the documented maximum must still reach the form's own check.
 MULTIPART_ROOM = 64 * 1024
@@ -27,6 +33,10 @@ def request_body_limit(*, path: str, signed_in: bool) -> int:
         from conversations.forms import IMPORT_MAX_BYTES
 
         return IMPORT_MAX_BYTES + MULTIPART_ROOM
+    if path == UPLOAD_PATH:
+        return settings.ATTACHMENT_MAX_FILE_BYTES + MULTIPART_ROOM
+    if SEND_PATH.match(path):
+        return settings.HTTP_MAX_BODY_BYTES + settings.ATTACHMENT_MAX_MESSAGE_BYTES + MULTIPART_ROOM
     return settings.HTTP_MAX_BODY_BYTES
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import quote
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.contrib import messages as flash
 from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
@@ -18,6 +19,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from attachments.selectors import attachment_map_for_messages
+from attachments.services import attachments_create_many, attachments_discard_unsent
 from conversations import selectors, services
 from conversations.errors import ChatError
 from conversations.forms import (
@@ -80,11 +83,15 @@ def _message_views(page: selectors.BranchPage) -> list[dict[str, Any]]:
     html_by_id, rendered = messages_html_for_view(final)
     if rendered:
         services.message_html_store(messages=rendered)
+    attached = attachment_map_for_messages(
+        message_ids=[item.message.pk for item in page.items if item.message.role == "user"]
+    )
     return [
         {
             "message": item.message,
             "siblings": item.siblings,
             "html": html_by_id.get(item.message.pk),
+            "attachments": attached.get(item.message.pk, []),
         }
         for item in page.items
     ]
@@ -134,6 +141,11 @@ def _chat_page(request, *, conversation: Conversation | None, page=None, form=No
         "has_providers": bool(targets),
         "last_message": items[-1]["message"] if items else None,
         "placeholder_id": PLACEHOLDER_ID,
+        "attachment_limits": {
+            "file": settings.ATTACHMENT_MAX_FILE_BYTES,
+            "message": settings.ATTACHMENT_MAX_MESSAGE_BYTES,
+            "count": settings.ATTACHMENT_MAX_FILES,
+        },
         # Blank messages that the script clones for messages arriving over the socket, so their
         # markup comes from the same template as the server-rendered ones.
         "template_user": _template_item(Message.Role.USER),
@@ -228,11 +240,20 @@ async def conversation_send(request, conversation_id: uuid.UUID | None = None):
     form = ComposerForm(request.POST, targets=targets)
     if not form.is_valid():
         return await sync_to_async(_render_send_error)(request, conversation, form)
+    attached: list = []
     try:
+        # The form's files are stored first, as the script's uploads are, then sent by id.
+        attached = await sync_to_async(attachments_create_many)(
+            user=user, uploads=request.FILES.getlist("files")
+        )
         exchange = await generation_run_to_completion(
-            user=user, request=form.chat_send(conversation_id=conversation_id)
+            user=user,
+            request=form.chat_send(
+                conversation_id=conversation_id, attachments=tuple(row.id for row in attached)
+            ),
         )
     except ChatError as exc:
+        await sync_to_async(attachments_discard_unsent)(user=user, attachments=attached)
         form.add_error(None, exc.detail)
         return await sync_to_async(_render_send_error)(request, conversation, form)
     url = reverse("conversation", kwargs={"conversation_id": exchange.conversation.id})
