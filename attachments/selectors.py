@@ -2,10 +2,25 @@
 
 import uuid
 from collections import defaultdict
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.urls import reverse
 
 from attachments.models import Attachment
+
+
+def attachment_data(row: Attachment) -> dict[str, Any]:
+    """What the script shows of an attachment (the composer's chip, the message's file)."""
+    return {
+        "id": str(row.id),
+        "name": row.name,
+        "size": row.size,
+        "kind": row.kind,
+        "content_type": row.content_type,
+        "tokens": row.token_estimate,
+        "url": reverse("attachment", kwargs={"attachment_id": row.id}),
+    }
 
 
 def attachment_get_for_user(

@@ -11,30 +11,15 @@ from urllib.parse import quote
 
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, JsonResponse
-from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from attachments.models import Attachment
-from attachments.selectors import attachment_get_for_user
+from attachments.selectors import attachment_data, attachment_get_for_user
 from attachments.services import attachment_create, attachment_delete_unsent
 from conversations.errors import ChatError
 
 # Served inline (for thumbnails): the image types whose bytes were checked at upload. Never SVG
 # or HTML, which a browser would run as a document of this site.
 INLINE_TYPES = {"image/png", "image/jpeg", "image/webp", "image/gif"}
-
-
-def attachment_data(row: Attachment) -> dict:
-    """What the script shows of an attachment (the chip, the message)."""
-    return {
-        "id": str(row.id),
-        "name": row.name,
-        "size": row.size,
-        "kind": row.kind,
-        "content_type": row.content_type,
-        "tokens": row.token_estimate,
-        "url": reverse("attachment", kwargs={"attachment_id": row.id}),
-    }
 
 
 @require_POST

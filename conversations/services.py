@@ -441,6 +441,8 @@ def _exchange(
     attachments_attach(attachments=own, message_id=question.id)
     if copy_attachments_of is not None:
         own += attachments_copy(from_message_id=copy_attachments_of, to_message_id=question.id)
+    # For the message.created frames: other tabs show the files too.
+    question.attached = own
     assistant = _placeholder(conversation, question, target, model, assistant_id)
     attached = None
     if parent is None:

@@ -23,7 +23,10 @@ PNG = (
 )
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00\xff\xd9"
 GIF = b"GIF89a\x01\x00\x01\x00\x00\x00\x00;"
-WEBP = b"RIFF\x1a\x00\x00\x00WEBPVP8L\x0d\x00\x00\x00/\x00\x00\x00\x10\x07\x10\x11\x11\x88\x88\xfe\x07\x00"
+WEBP = (
+    b"RIFF\x1a\x00\x00\x00WEBPVP8L\x0d\x00\x00\x00/\x00\x00\x00\x10\x07\x10\x11\x11\x88\x88"
+    b"\xfe\x07\x00"
+)
 
 
 def pdf_with_text(text: str) -> bytes:
@@ -47,7 +50,7 @@ def pdf_with_text(text: str) -> bytes:
 
 
 @pytest.fixture
-def vision_config(chat_config):
+def vision_config(chat_config):  # noqa: F811 -- the fixture imported above
     chat_config.vision = True
     chat_config.save()
     return chat_config
