@@ -5,11 +5,13 @@
  *   sidebar.mjs     the conversation list: paging, rename, delete, hiding it
  *   shortcuts.mjs   the keyboard shortcuts
  *   composer.mjs    the message box, send and stop, the model picker and settings
+ *   attachments.mjs files for a message: button, drag and drop, paste, upload progress
  *   socket.mjs      the WebSocket: connect, reconnect, resume, the outbox, frame dispatch
  *   messages.mjs    the conversation: bubbles, answers rendered as they stream, message actions
  *   outbox.mjs, stream_state.mjs, options.mjs   pure rules, tested by Node in tests/js
  *   http.mjs, math.mjs, ui.mjs                  fetches, KaTeX, page-wide conveniences
  */
+import { setUpAttachments } from "./js/attachments.mjs";
 import { composerEnabled, onError, setUpComposer, updateComposer } from "./js/composer.mjs";
 import {
   onConversationCreated,
@@ -47,6 +49,7 @@ if (setUpPage()) {
       error: onError,
     });
     setUpComposer();
+    setUpAttachments();
     const openedAtMessage = setUpMessages();
     updateComposer();
     // Not on touch screens, where focusing would pop up the keyboard over the conversation.
