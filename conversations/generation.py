@@ -31,6 +31,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
+from attachments.services import exchange_with_images
 from chatsite.db import db_call
 from conversations import frames, selectors, services, titles
 from conversations.checkpoints import CheckpointWriter
@@ -578,20 +579,34 @@ async def exchange_open(*, user, request: ChatSend | ChatRegenerate | ChatEdit) 
     await log.open(log_key(assistant_id))
     try:
         if isinstance(request, ChatSend):
-            return await db_call(services.message_send, writes=True)(
+            exchange = await db_call(services.message_send, writes=True)(
                 user=user, request=request, assistant_id=assistant_id
             )
-        if isinstance(request, ChatRegenerate):
-            return await db_call(services.message_regenerate, writes=True)(
+        elif isinstance(request, ChatRegenerate):
+            exchange = await db_call(services.message_regenerate, writes=True)(
                 user=user, message_id=request.message, assistant_id=assistant_id
             )
-        return await db_call(services.message_edit, writes=True)(
-            user=user,
-            message_id=request.message,
-            content=request.content,
-            assistant_id=assistant_id,
-        )
+        else:
+            exchange = await db_call(services.message_edit, writes=True)(
+                user=user,
+                message_id=request.message,
+                content=request.content,
+                assistant_id=assistant_id,
+            )
     except BaseException:
+        await log.discard(log_key(assistant_id))
+        raise
+    # Attached images are read from storage now, after the commit and on a reader thread: the
+    # transaction (SQLite's single writer) never waits for a file, local or in a bucket.
+    try:
+        return await db_call(exchange_with_images)(exchange)
+    except ChatError as exc:
+        # A file gone from storage: the answer ends as an error rather than stay `streaming`.
+        await db_call(services.message_finish, writes=True)(
+            message_id=assistant_id, content="", status=Message.Status.ERROR, provider="",
+            model="", prompt_tokens=None, completion_tokens=None, error_code=exc.code,
+            error_detail=exc.detail,
+        )  # fmt: skip
         await log.discard(log_key(assistant_id))
         raise
 

@@ -30,7 +30,6 @@ from attachments.services import (
     attachments_attach,
     attachments_copy,
     attachments_for_send,
-    exchange_with_images,
     files_delete,
 )
 from conversations.errors import ChatError
@@ -87,9 +86,10 @@ class Exchange:
 
 
 def message_send(*, user: AbstractBaseUser, request: ChatSend, assistant_id: uuid.UUID) -> Exchange:
+    """Images in the history are placeholders until attachments.services.exchange_with_images
+    fills them in, after the commit and off the writer thread (conversations.generation)."""
     with transaction.atomic():
-        exchange = _message_send(user=user, request=request, assistant_id=assistant_id)
-    return exchange_with_images(exchange)
+        return _message_send(user=user, request=request, assistant_id=assistant_id)
 
 
 def _message_send(
@@ -141,8 +141,7 @@ def message_regenerate(
         branch = message_branch_list(leaf_id=answer.parent_id, limit=settings.CHAT_HISTORY_MESSAGES)
         question = branch[-1]
         assistant = _placeholder(conversation, question, target, model, assistant_id)
-        exchange = _finish_exchange(conversation, False, None, assistant, target, model, branch)
-    return exchange_with_images(exchange)
+        return _finish_exchange(conversation, False, None, assistant, target, model, branch)
 
 
 def message_edit(
@@ -161,11 +160,10 @@ def message_edit(
         if original.parent_id is not None:
             parent = Message.objects.filter(pk=original.parent_id).first()
         # The edited question keeps the original's files.
-        exchange = _exchange(
+        return _exchange(
             conversation, False, parent, content, target, model, assistant_id,
             copy_attachments_of=original.id,
         )  # fmt: skip
-    return exchange_with_images(exchange)
 
 
 def message_checkpoint(*, message_id: uuid.UUID, content: str | None) -> None:

@@ -176,3 +176,23 @@ def test_the_attachments_field_is_validated(value, detail):
     with pytest.raises(ChatError) as caught:
         frame_parse(frame)
     assert (caught.value.code, caught.value.detail) == ("invalid", detail)
+
+
+async def test_an_image_missing_from_storage_ends_the_answer_with_an_error(
+    open_socket, ada, vision_config, fake_upstream
+):
+    from django.core.files.storage import default_storage
+
+    socket = await open_socket(ada)
+    image = await uploaded(ada, "dot.png", PNG)
+    row = await Attachment.objects.aget(pk=image)
+    await database_sync_to_async(default_storage.delete)(row.file.name)
+
+    frames = await send(socket, "What is this?", [image])
+
+    detail = "The file of dot.png is missing."
+    assert frames[-1] == {"type": "error", "code": "not_found", "detail": detail,
+                          "request_id": "r1"}  # fmt: skip
+    assert fake_upstream.requests == []
+    answer = await Message.objects.aget(role="assistant")
+    assert (answer.status, answer.error_code) == ("error", "not_found")
