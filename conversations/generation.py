@@ -31,6 +31,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
+from attachments.content import has_images
 from attachments.services import exchange_with_images
 from chatsite.db import db_call
 from conversations import frames, selectors, services, titles
@@ -596,6 +597,8 @@ async def exchange_open(*, user, request: ChatSend | ChatRegenerate | ChatEdit) 
     except BaseException:
         await log.discard(log_key(assistant_id))
         raise
+    if not has_images(exchange.history):
+        return exchange  # no thread hop before the first token
     # Attached images are read from storage now, after the commit and on a reader thread: the
     # transaction (SQLite's single writer) never waits for a file, local or in a bucket.
     try:

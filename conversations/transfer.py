@@ -102,9 +102,16 @@ def _provider_name(conversation: Conversation) -> str:
     return ""
 
 
-def attachment_to_dict(attachment: Attachment) -> dict[str, Any]:
-    with default_storage.open(attachment.file.name, "rb") as handle:
-        data = handle.read()
+def attachment_to_dict(attachment: Attachment) -> dict[str, Any] | None:
+    """The file with its bytes, or None when storage has lost them (the export goes on)."""
+    try:
+        with default_storage.open(attachment.file.name, "rb") as handle:
+            data = handle.read()
+    except OSError:
+        logger.warning(
+            "attachment %s: its file cannot be read; left out of the export", attachment.pk
+        )
+        return None
     return {
         "name": attachment.name,
         "kind": attachment.kind,
@@ -112,6 +119,10 @@ def attachment_to_dict(attachment: Attachment) -> dict[str, Any]:
         "size": attachment.size,
         "data": base64.b64encode(data).decode("ascii"),
     }
+
+
+def _attachment_dicts(attachments: list[Attachment]) -> list[dict[str, Any]]:
+    return [item for item in map(attachment_to_dict, attachments) if item is not None]
 
 
 def message_to_dict(
@@ -139,7 +150,7 @@ def message_to_dict(
         "created_at": _stamp(message.created_at),
         "completed_at": _stamp(message.completed_at),
         # Only on messages that have files, so exports without any are as they were.
-        **({"attachments": [attachment_to_dict(a) for a in attachments]} if attachments else {}),
+        **({"attachments": _attachment_dicts(attachments)} if attachments else {}),
     }
 
 

@@ -246,7 +246,7 @@ export function setUpAttachments() {
     input.value = ""; // uploaded already: the form must not post them again
   });
   composer.addEventListener("dragover", (event) => {
-    if (!hasFiles(event)) return;
+    if (!hasFiles(event) || input.disabled) return;
     event.preventDefault();
     composer.dataset.dragging = "";
   });
@@ -255,7 +255,7 @@ export function setUpAttachments() {
   });
   composer.addEventListener("drop", (event) => {
     delete composer.dataset.dragging;
-    if (!hasFiles(event)) return;
+    if (!hasFiles(event) || input.disabled) return;
     event.preventDefault();
     addFiles(Array.from(event.dataTransfer.files));
   });
@@ -263,7 +263,7 @@ export function setUpAttachments() {
     const data = event.clipboardData;
     const files = Array.from((data && data.files) || []);
     // Copied text may come with a picture of itself (office programs): the text wins.
-    if (!files.length || Array.from(data.types).includes("text/plain")) return;
+    if (!files.length || input.disabled || Array.from(data.types).includes("text/plain")) return;
     event.preventDefault();
     addFiles(files);
   });

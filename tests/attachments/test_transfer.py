@@ -91,3 +91,15 @@ def test_an_import_keeps_the_size_limit(ada, settings):
     }  # fmt: skip
     with pytest.raises(TransferError, match="larger than the attachment limit"):
         conversations_import(user=ada, raw=json.dumps(document).encode())
+
+
+def test_a_file_lost_from_storage_is_left_out_of_the_export(ada):
+    chat = make.conversation(ada, "Lost")
+    [question] = make.chain(chat, ["Look"])
+    kept = attach(ada, question, "a.txt", b"alpha", "text", "text/plain; charset=utf-8", "alpha")
+    lost = attach(ada, question, "b.txt", b"beta", "text", "text/plain; charset=utf-8", "beta")
+    default_storage.delete(lost.file.name)
+
+    document = json.loads(conversation_export_json(conversation=chat))
+
+    assert [a["name"] for a in document["messages"][0]["attachments"]] == [kept.name]

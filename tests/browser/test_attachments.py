@@ -144,3 +144,24 @@ def test_a_file_over_the_limit_is_refused_before_uploading(open_page, user, prov
     expect(chip).to_have_attribute("data-state", "error")
     expect(chip.get_by_role("alert")).to_have_text("huge.txt is larger than 10 MB.")
     assert not Attachment.objects.exists()
+
+
+def test_paste_a_file_into_the_message_box(open_page, user, provider, fake_upstream):
+    page = open_page(user)
+    page.goto("/")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+
+    page.locator("#id_content").evaluate(
+        """(box) => {
+            const transfer = new DataTransfer();
+            transfer.items.add(new File(["a,b\\n1,2\\n"], "table.csv", { type: "text/csv" }));
+            box.dispatchEvent(new ClipboardEvent("paste", { clipboardData: transfer,
+                                                            bubbles: true, cancelable: true }));
+        }"""
+    )
+
+    chip = page.locator("#attachment-chips .attachment-chip")
+    expect(chip).to_have_attribute("data-state", "ready")
+    expect(chip).to_contain_text("table.csv")
+    expect(page.locator("#id_content")).to_have_value("")
+    assert Attachment.objects.get().text == "a,b\n1,2\n"
