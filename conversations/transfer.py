@@ -260,6 +260,9 @@ def conversation_export_markdown(*, conversation: Conversation, branch: list[Mes
     lines = [f"# {title}", ""]
     if conversation.system_prompt:
         lines += ["> **System prompt:** " + conversation.system_prompt.replace("\n", "\n> "), ""]
+    attached = attachment_map_for_messages(
+        message_ids=[message.id for message in branch if message.role == Message.Role.USER]
+    )
     for message in branch:
         who = message.role.capitalize()
         if message.role == Message.Role.ASSISTANT and (message.provider or message.model):
@@ -268,6 +271,10 @@ def conversation_export_markdown(*, conversation: Conversation, branch: list[Mes
             )
         when = message.created_at.strftime("%Y-%m-%d %H:%M UTC") if message.created_at else ""
         lines += [f"## {who}" + (f" — {when}" if when else ""), "", message.content, ""]
+        if files := attached.get(message.id):
+            # Names only: the files themselves travel in the JSON export.
+            names = ", ".join(f"`{row.name.replace('`', "'")}`" for row in files)
+            lines += [f"*Attached: {names}*", ""]
         if message.status == Message.Status.STOPPED:
             lines += ["*(stopped)*", ""]
         elif message.status == Message.Status.INTERRUPTED:

@@ -103,3 +103,17 @@ def test_a_file_lost_from_storage_is_left_out_of_the_export(ada):
     document = json.loads(conversation_export_json(conversation=chat))
 
     assert [a["name"] for a in document["messages"][0]["attachments"]] == [kept.name]
+
+
+def test_the_markdown_export_names_the_files(ada):
+    from conversations.selectors import message_branch
+    from conversations.transfer import conversation_export_markdown
+
+    chat = make.conversation(ada, "Named")
+    question, _ = make.chain(chat, ["Look", "Seen"])
+    attach(ada, question, "a.txt", b"alpha", "text", "text/plain; charset=utf-8", "alpha")
+    attach(ada, question, "dot.png", PNG, "image", "image/png")
+
+    text = conversation_export_markdown(conversation=chat, branch=message_branch(conversation=chat))
+
+    assert "Look\n\n*Attached: `a.txt`, `dot.png`*\n\n## Assistant" in text
