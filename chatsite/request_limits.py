@@ -4,9 +4,11 @@ One rule, used in two places: by the HTTP server (chatsite.server), which refuse
 reading it, and by `RequestBodyLimit` in front of Django, which also knows whether the session
 signs anyone in. Anonymous clients only ever send the sign-in form, so they get a small limit;
 signed-in users (and API clients with a valid key) get room for the chat form; the import route,
-its documented maximum.
+its documented maximum; the attachment upload route, one file of ATTACHMENT_MAX_FILE_BYTES; the
+no-JavaScript send form, its message plus one message's files (ATTACHMENT_MAX_MESSAGE_BYTES).
 """
 
+import re
 from http import HTTPStatus
 from importlib import import_module
 
@@ -17,6 +19,9 @@ from chatsite.db import db_call
 
 IMPORT_PATH = "/import/"
 API_PATH_PREFIX = "/v1/"
+UPLOAD_PATH = "/attachments/"
+# The no-JavaScript composer posts here, with the message's files (conversations.urls).
+SEND_PATH = re.compile(r"^/(?:c/[0-9a-f-]{36}/)?send/$")
 # Room for the multipart framing around an imported file (boundaries, part headers, the CSRF
 # token): a file of exactly the documented maximum must still reach the form's own check.
 MULTIPART_ROOM = 64 * 1024
@@ -30,6 +35,10 @@ def request_body_limit(*, path: str, signed_in: bool) -> int:
         from conversations.forms import IMPORT_MAX_BYTES
 
         return IMPORT_MAX_BYTES + MULTIPART_ROOM
+    if path == UPLOAD_PATH:
+        return settings.ATTACHMENT_MAX_FILE_BYTES + MULTIPART_ROOM
+    if SEND_PATH.match(path):
+        return settings.HTTP_MAX_BODY_BYTES + settings.ATTACHMENT_MAX_MESSAGE_BYTES + MULTIPART_ROOM
     return settings.HTTP_MAX_BODY_BYTES
 
 

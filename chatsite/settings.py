@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "conversations",
     "conversations.presets",
     "conversations.usage",
+    "conversations.attachments",
 ]
 
 MIDDLEWARE = [
@@ -253,8 +254,16 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))
 # WhiteNoise warns about a missing STATIC_ROOT before the first `collectstatic`.
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# Uploaded attachments (attachments.models). Any storage of Django's storage API works: scale mode
+# with several servers needs one they share, such as an S3-compatible bucket through a storage
+# package (FILE_STORAGE_BACKEND names its class; its own settings come from its documentation).
+MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": {
+        "BACKEND": env.str(
+            "FILE_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage"
+        )
+    },
     # `collectstatic` (run by `manage.py prepare`, hence `make run`) writes each file under a
     # name with its content's hash, plus a gzip copy; WhiteNoise serves those with a year of
     # caching and the compressed copy to browsers that accept it.
@@ -350,6 +359,17 @@ CHAT_SESSION_RECHECK_SECONDS = env.float("CHAT_SESSION_RECHECK_SECONDS", default
 CHAT_TITLE_PROVIDER = env.str("CHAT_TITLE_PROVIDER", default="")
 # Shared conversation links open for visitors who are not signed in (else: any signed-in user).
 CHAT_PUBLIC_SHARES = env.bool("CHAT_PUBLIC_SHARES", default=False)
+
+# --- Attachments ----------------------------------------------------------------------------------
+# Largest file a user may attach, and largest total of one message's files, in bytes.
+ATTACHMENT_MAX_FILE_BYTES = env.int("ATTACHMENT_MAX_FILE_BYTES", default=10 * 1024 * 1024)
+ATTACHMENT_MAX_MESSAGE_BYTES = env.int("ATTACHMENT_MAX_MESSAGE_BYTES", default=20 * 1024 * 1024)
+# Most files one message may carry.
+ATTACHMENT_MAX_FILES = env.int("ATTACHMENT_MAX_FILES", default=10)
+# Most characters of text one text file or PDF may give the provider (about 50,000 tokens).
+ATTACHMENT_MAX_TEXT_CHARS = env.int("ATTACHMENT_MAX_TEXT_CHARS", default=200_000)
+# Files uploaded but never sent are deleted after this many hours (at their owner's next upload).
+ATTACHMENT_UNSENT_HOURS = env.float("ATTACHMENT_UNSENT_HOURS", default=24.0)
 
 # --- HTTP limits (chatsite.server in front of Daphne, chatsite.request_limits in front of Django)
 # A request head must be complete this long after the connection opens (or the last response).

@@ -10,6 +10,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("v1/", include("conversations.api.urls")),
+    path("", include("conversations.attachments.urls")),
     path("", include("conversations.urls")),
     path("", include("conversations.presets.urls")),
     path("", include("conversations.usage.urls")),

@@ -110,8 +110,11 @@ class ComposerForm(ConversationSettingsForm):
             raise forms.ValidationError("Write a message first.")
         return content
 
-    def chat_send(self, *, conversation_id: uuid.UUID | None) -> ChatSend:
-        """The same request the script sends as a `chat.send` frame."""
+    def chat_send(
+        self, *, conversation_id: uuid.UUID | None, attachments: tuple[uuid.UUID, ...] = ()
+    ) -> ChatSend:
+        """The same request the script sends as a `chat.send` frame (`attachments`: the ids of
+        the files posted with the form, stored by the view)."""
         data = self.cleaned_data
         target = data["target"]
         return ChatSend(
@@ -123,6 +126,7 @@ class ComposerForm(ConversationSettingsForm):
             options=self.options(),
             # A post without the field (not from our page) leaves the system prompt alone.
             system=data["system"] if "system" in self.data else None,
+            attachments=attachments,
         )
 
 

@@ -125,7 +125,7 @@ def conversation_data(conversation: Conversation) -> dict[str, Any]:
 
 
 def message_data(message: Message) -> dict[str, Any]:
-    return {
+    data = {
         "id": str(message.id),
         "conversation": str(message.conversation_id),
         "parent": _id(message.parent_id),
@@ -136,6 +136,12 @@ def message_data(message: Message) -> dict[str, Any]:
         "model": message.model,
         "created_at": _stamp(message.created_at),
     }
+    # A question just sent with files carries them (set by the send, see conversations.services).
+    if attached := getattr(message, "attached", None):
+        from conversations.attachments.selectors import attachment_data
+
+        data["attachments"] = [attachment_data(row) for row in attached]
+    return data
 
 
 def conversation_created(conversation: Conversation, *, request_id: str | None) -> dict[str, Any]:

@@ -13,6 +13,8 @@ from django.utils import timezone
 from chatsite.db import db_call
 from conversations import frames, groups, selectors, services
 from conversations.answers import best_effort, liveness_seconds, log_key
+from conversations.attachments.content import has_images
+from conversations.attachments.services import exchange_with_images
 from conversations.engine import Engine, Generation, generation_engine
 from conversations.errors import ChatError
 from conversations.eventlog import event_log
@@ -30,8 +32,23 @@ async def exchange_open(*, user, request: ChatSend | ChatRegenerate | ChatEdit) 
     log = event_log()
     await log.open(log_key(assistant_id))
     try:
-        return await _exchange_save(user=user, request=request, assistant_id=assistant_id)
+        exchange = await _exchange_save(user=user, request=request, assistant_id=assistant_id)
     except BaseException:
+        await log.discard(log_key(assistant_id))
+        raise
+    if not has_images(exchange.history):
+        return exchange  # no thread hop before the first token
+    # Attached images are read from storage now, after the commit and on a reader thread: the
+    # transaction (SQLite's single writer) never waits for a file, local or in a bucket.
+    try:
+        return await db_call(exchange_with_images)(exchange)
+    except ChatError as exc:
+        # A file gone from storage: the answer ends as an error rather than stay `streaming`.
+        await db_call(services.message_finish, writes=True)(
+            message_id=assistant_id, content="", status=Message.Status.ERROR, provider="",
+            model="", prompt_tokens=None, completion_tokens=None, error_code=exc.code,
+            error_detail=exc.detail,
+        )  # fmt: skip
         await log.discard(log_key(assistant_id))
         raise
 

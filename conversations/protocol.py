@@ -48,6 +48,8 @@ class ChatSend:
     options: dict[str, Any] = field(default_factory=dict)
     system: str | None = field(default=None, metadata={"within": "options"})
     request_id: str | None = None
+    # Ids of files uploaded beforehand (POST /attachments/), unsent and the user's own.
+    attachments: tuple[uuid.UUID, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,29 @@ def _parse_send(data: dict[str, Any]) -> ChatSend:
         options=options,
         system=system,
         request_id=request_id_of(data),
+        attachments=attachment_ids_parse(data.get("attachments")),
     )
+
+
+def attachment_ids_parse(value: Any) -> tuple[uuid.UUID, ...]:
+    """`attachments` of a chat.send: a list of at most ATTACHMENT_MAX_FILES ids, no repeats.
+    Whose they are is checked when the message is written."""
+    if value is None:
+        return ()
+    limit = settings.ATTACHMENT_MAX_FILES
+    if not isinstance(value, list) or len(value) > limit:
+        raise ChatError("invalid", f"`attachments` must be a list of at most {limit} ids.")
+    ids = []
+    for item in value:
+        try:
+            ids.append(uuid.UUID(item) if isinstance(item, str) else None)
+        except ValueError:
+            ids.append(None)
+        if ids[-1] is None:
+            raise ChatError("invalid", "`attachments` must hold ids (UUID strings).")
+    if len(set(ids)) != len(ids):
+        raise ChatError("invalid", "`attachments` names a file twice.")
+    return tuple(ids)
 
 
 def _parse_stop(data: dict[str, Any]) -> ChatStop:

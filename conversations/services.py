@@ -26,6 +26,14 @@ from django.db.models import Case, TextField, Value, When
 from django.utils import timezone
 
 from conversations.api.selectors import api_call_stale_cutoff
+from conversations.attachments.content import has_images, message_content
+from conversations.attachments.selectors import attachment_file_names, attachment_map_for_messages
+from conversations.attachments.services import (
+    attachments_attach,
+    attachments_copy,
+    attachments_for_send,
+    files_delete,
+)
 from conversations.errors import ChatError
 from conversations.groups import generation_group, generation_stop
 from conversations.models import (
@@ -50,6 +58,7 @@ from providers.models import FallbackChain, ProviderConfig
 from providers.selectors import (
     provider_config_default_model,
     provider_config_models,
+    provider_target_accepts_images,
     provider_target_get,
 )
 from providers.types import Messages
@@ -88,31 +97,41 @@ class Exchange:
 
 
 def message_send(*, user: AbstractBaseUser, request: ChatSend, assistant_id: uuid.UUID) -> Exchange:
+    """Images in the history are placeholders until attachments.services.exchange_with_images
+    fills them in, after the commit and off the writer thread (conversations.generation)."""
     with transaction.atomic():
-        _lock_user_and_check_limit(user)
-        created = request.conversation is None
-        if created:
-            conversation = Conversation(owner=user)
-        else:
-            conversation = _own_conversation(user, request.conversation)
-        target, model = _target_and_model(conversation, request.provider, request.model)
-        if request.parent is not None:
-            parent = Message.objects.filter(pk=request.parent, conversation=conversation).first()
-            if parent is None:
-                raise ChatError("not_found", NOT_FOUND)
-        else:
-            parent = conversation.current_leaf
-        _set_target(conversation, target, model)
-        conversation.options = {**conversation.options, **request.options}
-        if request.system is not None:
-            conversation.system_prompt = request.system
-        # Saved once, already pointing at the answer about to be inserted (foreign keys are
-        # checked at commit), instead of once before and once after the messages.
-        conversation.current_leaf_id = assistant_id
-        conversation.save()
-        return _exchange(
-            conversation, created, parent, request.content, target, model, assistant_id
-        )
+        return _message_send(user=user, request=request, assistant_id=assistant_id)
+
+
+def _message_send(
+    *, user: AbstractBaseUser, request: ChatSend, assistant_id: uuid.UUID
+) -> Exchange:
+    _lock_user_and_check_limit(user)
+    created = request.conversation is None
+    if created:
+        conversation = Conversation(owner=user)
+    else:
+        conversation = _own_conversation(user, request.conversation)
+    target, model = _target_and_model(conversation, request.provider, request.model)
+    if request.parent is not None:
+        parent = Message.objects.filter(pk=request.parent, conversation=conversation).first()
+        if parent is None:
+            raise ChatError("not_found", NOT_FOUND)
+    else:
+        parent = conversation.current_leaf
+    _set_target(conversation, target, model)
+    conversation.options = {**conversation.options, **request.options}
+    if request.system is not None:
+        conversation.system_prompt = request.system
+    # Saved once, already pointing at the answer about to be inserted (foreign keys are
+    # checked at commit), instead of once before and once after the messages.
+    conversation.current_leaf_id = assistant_id
+    conversation.save()
+    attachments = attachments_for_send(user=user, attachment_ids=list(request.attachments))
+    return _exchange(
+        conversation, created, parent, request.content, target, model, assistant_id,
+        attachments=attachments,
+    )  # fmt: skip
 
 
 def message_regenerate(
@@ -151,7 +170,11 @@ def message_edit(
         parent = None
         if original.parent_id is not None:
             parent = Message.objects.filter(pk=original.parent_id).first()
-        return _exchange(conversation, False, parent, content, target, model, assistant_id)
+        # The edited question keeps the original's files.
+        return _exchange(
+            conversation, False, parent, content, target, model, assistant_id,
+            copy_attachments_of=original.id,
+        )  # fmt: skip
 
 
 def message_checkpoint(*, message_id: uuid.UUID, content: str | None) -> None:
@@ -422,19 +445,33 @@ def _exchange(
     target: ProviderConfig | FallbackChain,
     model: str | None,
     assistant_id: uuid.UUID,
+    *,
+    attachments: list | None = None,
+    copy_attachments_of: uuid.UUID | None = None,
 ) -> Exchange:
     if parent is not None and parent.status == Message.Status.STREAMING:
         raise ChatError("busy", "An answer is still being written here; stop it first.")
     question = Message.objects.create(
         conversation=conversation, parent=parent, role=Message.Role.USER, content=content
     )
+    own = list(attachments or [])
+    attachments_attach(attachments=own, message_id=question.id)
+    if copy_attachments_of is not None:
+        own += attachments_copy(from_message_id=copy_attachments_of, to_message_id=question.id)
+    # For the message.created frames: other tabs show the files too.
+    question.attached = own
     assistant = _placeholder(conversation, question, target, model, assistant_id)
+    attached = None
     if parent is None:
-        # A new thread: the question is the whole branch, no need to read it back.
+        # A new thread: the question is the whole branch, no need to read it back (nor its
+        # attachments: they are the question's own).
         branch = [question]
+        attached = {question.id: own} if own else {}
     else:
         branch = message_branch_list(leaf_id=question.id, limit=settings.CHAT_HISTORY_MESSAGES)
-    return _finish_exchange(conversation, created, question, assistant, target, model, branch)
+    return _finish_exchange(
+        conversation, created, question, assistant, target, model, branch, attached=attached
+    )
 
 
 def _finish_exchange(
@@ -445,14 +482,37 @@ def _finish_exchange(
     target: ProviderConfig | FallbackChain,
     model: str | None,
     branch: list[Message],
+    *,
+    attached: dict[uuid.UUID, list] | None = None,
 ) -> Exchange:
-    """The Exchange for an answer whose rows are written; `branch` ends at its question."""
+    """The Exchange for an answer whose rows are written; `branch` ends at its question.
+    `attached`: the branch's attachments by message, when the caller knows them already."""
     history: Messages = []
     if conversation.system_prompt:
         history.append({"role": "system", "content": conversation.system_prompt})
+    # Attached files go into their messages' content (attachments.content); images as
+    # placeholders, filled in after the transaction.
+    if attached is None:
+        attached = attachment_map_for_messages(
+            message_ids=[message.id for message in branch if message.role == Message.Role.USER]
+        )
     history.extend(
-        {"role": message.role, "content": message.content} for message in branch if message.content
+        {
+            "role": message.role,
+            "content": message_content(text=message.content, attachments=attached[message.id])
+            if message.id in attached
+            else message.content,
+        }
+        for message in branch
+        if message.content or message.id in attached
     )
+    # Refused here, before any row is kept or any request goes out: a provider without vision
+    # would drop the image or fail upstream, either way after the user waited.
+    if has_images(history) and not provider_target_accepts_images(target=target):
+        raise ChatError(
+            "vision_unsupported",
+            "This model cannot see images. Choose a model with vision, or remove the image.",
+        )
     title_source = None
     if not conversation.title:
         first = next((m for m in branch if m.role == Message.Role.USER), None)
@@ -528,10 +588,13 @@ def conversation_purge(*, conversation_id: uuid.UUID) -> None:
     """Delete a (hidden) conversation's messages a batch per transaction, then the row itself."""
     for batch in _message_id_batches(conversation_id):
         with bulk_write_transaction():
+            files = attachment_file_names(message_ids=batch)
             # Links into the batch are cut first: otherwise the deletion collector follows the
             # self-referencing `parent` cascade one tree level per query.
             Message.objects.filter(parent_id__in=batch).update(parent=None)
             Message.objects.filter(pk__in=batch).only("pk").delete()
+        # The attachment rows went with their messages; their files go once that committed.
+        files_delete(names=files)
     Conversation.objects.filter(pk=conversation_id).delete()
 
 

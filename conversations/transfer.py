@@ -6,6 +6,9 @@ Formats:
 - `chatsite.export` (JSON, version 1): `{"conversations": [<chatsite.conversation>, ...]}`,
   everything a user has, produced in batches so memory stays flat;
 - Markdown: the current branch, readable anywhere;
+- a user message's attached files travel inside it (`attachments`: name, kind, type, size and
+  the file's bytes in base64); an import checks them as an upload is checked (size, magic bytes,
+  text extraction) and stores them anew;
 - import also accepts an OpenAI-style `{"messages": [{"role", "content"}, ...]}` (or the bare
   list), which becomes a new conversation with one branch.
 
@@ -16,6 +19,8 @@ the last transaction shows them all at once, and a failure half-way deletes what
 The owner gets all of the file or none of it.
 """
 
+import base64
+import binascii
 import json
 import logging
 import uuid
@@ -23,10 +28,18 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from conversations import titles
+from conversations.attachments.content import file_detect
+from conversations.attachments.errors import AttachmentError
+from conversations.attachments.models import Attachment
+from conversations.attachments.selectors import attachment_map_for_messages
+from conversations.attachments.services import attachment_name_clean, files_delete
 from conversations.errors import ChatError
 from conversations.models import Conversation, Message
 from conversations.protocol import PROVIDER_OPTIONS, options_parse, text_is_storable
@@ -78,7 +91,32 @@ def _stamp(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def message_to_dict(message: Message) -> dict[str, Any]:
+def attachment_to_dict(attachment: Attachment) -> dict[str, Any] | None:
+    """The file with its bytes, or None when storage has lost them (the export goes on)."""
+    try:
+        with default_storage.open(attachment.file.name, "rb") as handle:
+            data = handle.read()
+    except OSError:
+        logger.warning(
+            "attachment %s: its file cannot be read; left out of the export", attachment.pk
+        )
+        return None
+    return {
+        "name": attachment.name,
+        "kind": attachment.kind,
+        "content_type": attachment.content_type,
+        "size": attachment.size,
+        "data": base64.b64encode(data).decode("ascii"),
+    }
+
+
+def _attachment_dicts(attachments: list[Attachment]) -> list[dict[str, Any]]:
+    return [item for item in map(attachment_to_dict, attachments) if item is not None]
+
+
+def message_to_dict(
+    message: Message, attachments: list[Attachment] | None = None
+) -> dict[str, Any]:
     usage = None
     if message.prompt_tokens is not None or message.completion_tokens is not None:
         usage = {
@@ -100,6 +138,8 @@ def message_to_dict(message: Message) -> dict[str, Any]:
         "error": error,
         "created_at": _stamp(message.created_at),
         "completed_at": _stamp(message.completed_at),
+        # Only on messages that have files, so exports without any are as they were.
+        **({"attachments": _attachment_dicts(attachments)} if attachments else {}),
     }
 
 
@@ -125,9 +165,10 @@ def _conversation_meta(conversation: Conversation) -> dict[str, Any]:
 
 
 def conversation_to_dict(conversation: Conversation, messages: list[Message]) -> dict[str, Any]:
+    attached = attachment_map_for_messages(message_ids=[message.id for message in messages])
     return {
         **_conversation_meta(conversation),
-        "messages": [message_to_dict(message) for message in messages],
+        "messages": [message_to_dict(message, attached.get(message.id)) for message in messages],
     }
 
 
@@ -174,6 +215,7 @@ def conversations_export_all(
             .iterator(chunk_size=message_chunk_size)
         )
         message = next(messages, None)
+        attached = _attachments_of_conversations(batch)
         for conversation in batch:
             # The conversation's object without its closing brace, then its messages' list.
             opening = json.dumps(_conversation_meta(conversation), ensure_ascii=False)[:-1]
@@ -181,12 +223,24 @@ def conversations_export_all(
             first = False
             separator = ""
             while message is not None and message.conversation_id == conversation.id:
-                yield separator + json.dumps(message_to_dict(message), ensure_ascii=False)
+                yield separator + json.dumps(
+                    message_to_dict(message, attached.get(message.id)), ensure_ascii=False
+                )
                 separator = ", "
                 message = next(messages, None)
             yield "]}"
         last_id = batch[-1].id
     yield "]}\n"
+
+
+def _attachments_of_conversations(batch: list[Conversation]) -> dict[uuid.UUID, list[Attachment]]:
+    """The attachments of a batch's messages, by message (one query; files are read as each
+    message is written out)."""
+    found: dict[uuid.UUID, list[Attachment]] = {}
+    rows = Attachment.objects.filter(message__conversation__in=batch).order_by("created_at")
+    for row in rows:
+        found.setdefault(row.message_id, []).append(row)
+    return found
 
 
 def conversation_export_markdown(*, conversation: Conversation, branch: list[Message]) -> str:
@@ -195,6 +249,9 @@ def conversation_export_markdown(*, conversation: Conversation, branch: list[Mes
     lines = [f"# {title}", ""]
     if conversation.system_prompt:
         lines += ["> **System prompt:** " + conversation.system_prompt.replace("\n", "\n> "), ""]
+    attached = attachment_map_for_messages(
+        message_ids=[message.id for message in branch if message.role == Message.Role.USER]
+    )
     for message in branch:
         who = message.role.capitalize()
         if message.role == Message.Role.ASSISTANT and (message.provider or message.model):
@@ -203,6 +260,10 @@ def conversation_export_markdown(*, conversation: Conversation, branch: list[Mes
             )
         when = message.created_at.strftime("%Y-%m-%d %H:%M UTC") if message.created_at else ""
         lines += [f"## {who}" + (f" — {when}" if when else ""), "", message.content, ""]
+        if files := attached.get(message.id):
+            # Names only: the files themselves travel in the JSON export.
+            names = ", ".join(f"`{row.name.replace('`', "'")}`" for row in files)
+            lines += [f"*Attached: {names}*", ""]
         if message.status == Message.Status.STOPPED:
             lines += ["*(stopped)*", ""]
         elif message.status == Message.Status.INTERRUPTED:
@@ -398,6 +459,7 @@ def _plan_ours(document: dict[str, Any]) -> dict[str, Any]:
             "error_detail": _text(error.get("detail"), f"{where} error detail", limit=500),
             "created_at": _parse_time(item.get("created_at"), f"{where} created_at"),
             "completed_at": _parse_time(item.get("completed_at"), f"{where} completed_at"),
+            "attachments": _attachments_plan(item.get("attachments"), where, role),
         })  # fmt: skip
     for item in planned:
         if item["parent"] is not None and item["parent"] not in keys:
@@ -421,6 +483,44 @@ def _plan_ours(document: dict[str, Any]) -> dict[str, Any]:
         "created_at": _parse_time(meta.get("created_at"), "The conversation's created_at"),
         "messages": _parents_first(planned),
     }
+
+
+def _attachments_plan(value: Any, where: str, role: str) -> list[dict[str, Any]]:
+    """A message's files from an export, checked as uploads are: the size limit, the kind found
+    from the bytes (never the file's word for it) and the text extracted again."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise TransferError(f"{where}: attachments must be a list.")
+    if value and role != Message.Role.USER:
+        raise TransferError(f"{where}: only a user message can have attachments.")
+    if len(value) > settings.ATTACHMENT_MAX_FILES:
+        raise TransferError(f"{where} has more than {settings.ATTACHMENT_MAX_FILES} attachments.")
+    planned = []
+    for index, item in enumerate(value, start=1):
+        label = f"{where}, attachment {index}"
+        if not isinstance(item, dict) or not isinstance(item.get("data"), str):
+            raise TransferError(f"{label} needs its file as base64 `data`.")
+        encoded = item["data"]
+        # Base64 is 4 characters per 3 bytes: refused before decoding anything too large.
+        if len(encoded) > (settings.ATTACHMENT_MAX_FILE_BYTES + 2) // 3 * 4:
+            raise TransferError(f"{label} is larger than the attachment limit.")
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise TransferError(f"{label}: `data` is not valid base64.") from None
+        name = attachment_name_clean(name=_text(item.get("name"), f"{label} name", limit=1000))
+        try:
+            detected = file_detect(
+                name=name,
+                declared_type=str(item.get("content_type") or ""),
+                data=data,
+                max_text_chars=settings.ATTACHMENT_MAX_TEXT_CHARS,
+            )
+        except AttachmentError as exc:
+            raise TransferError(f"{label}: {exc.detail}") from None
+        planned.append({"name": name, "data": data, "detected": detected})
+    return planned
 
 
 def _parents_first(planned: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -575,6 +675,31 @@ def _message_row(conversation: Conversation, ids: dict[str, uuid.UUID], item: di
     )
 
 
+def _attachment_rows(user, ids: dict[str, uuid.UUID], batch: list[dict]) -> list[Attachment]:
+    """The batch's attachments, their files already in storage (the rows are written with the
+    messages; a failure deletes the files again)."""
+    rows: list[Attachment] = []
+    try:
+        for item in batch:
+            for planned in item.get("attachments") or []:
+                detected = planned["detected"]
+                row = Attachment(
+                    owner=user,
+                    message_id=ids[item["key"]],
+                    name=planned["name"],
+                    kind=detected.kind,
+                    content_type=detected.content_type,
+                    size=len(planned["data"]),
+                    text=detected.text,
+                )
+                row.file.save(str(row.id), ContentFile(planned["data"]), save=False)
+                rows.append(row)
+    except BaseException:
+        files_delete(names=[row.file.name for row in rows])
+        raise
+    return rows
+
+
 def _create_from_plan(*, user, plan: dict[str, Any], hidden_since: datetime) -> Conversation:
     conversation = Conversation.objects.create(
         owner=user,
@@ -598,11 +723,17 @@ def _create_from_plan(*, user, plan: dict[str, Any], hidden_since: datetime) -> 
         item["created_at"] = item["created_at"] or now + timedelta(microseconds=position)
     for batch in _batches(items):
         rows = [_message_row(conversation, ids, item) for item in batch]
-        with bulk_write_transaction():
-            Message.objects.bulk_create(rows)
-            for row, item in zip(rows, batch, strict=True):
-                row.created_at = item["created_at"]
-            Message.objects.bulk_update(rows, ["created_at"])
+        files = _attachment_rows(user, ids, batch)
+        try:
+            with bulk_write_transaction():
+                Message.objects.bulk_create(rows)
+                for row, item in zip(rows, batch, strict=True):
+                    row.created_at = item["created_at"]
+                Message.objects.bulk_update(rows, ["created_at"])
+                Attachment.objects.bulk_create(files)
+        except BaseException:
+            files_delete(names=[row.file.name for row in files])
+            raise
     leaf = plan["current_leaf"]
     if leaf is None and items:
         leaf = max(items, key=lambda item: item["created_at"])["key"]

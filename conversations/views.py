@@ -25,6 +25,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from conversations import selectors, services
 from conversations.api.selectors import api_key_list_for_user
 from conversations.api.services import api_key_create, api_key_revoke
+from conversations.attachments.selectors import attachment_map_for_messages
+from conversations.attachments.services import attachments_create_many, attachments_discard_unsent
 from conversations.errors import ChatError
 from conversations.forms import (
     ApiKeyForm,
@@ -91,12 +93,16 @@ def _message_views(
         services.message_html_store(messages=rendered)
     if prices is None:
         prices = model_prices() if final else {}
+    attached = attachment_map_for_messages(
+        message_ids=[item.message.pk for item in page.items if item.message.role == "user"]
+    )
     return [
         {
             "message": item.message,
             "siblings": item.siblings,
             "html": html_by_id.get(item.message.pk),
             "usage": answer_usage(message=item.message, prices=prices),
+            "attachments": attached.get(item.message.pk, []),
         }
         for item in page.items
     ]
@@ -144,6 +150,11 @@ def _chat_page(request, *, conversation: Conversation | None, page=None, form=No
         "has_providers": bool(targets),
         "last_message": items[-1]["message"] if items else None,
         "placeholder_id": PLACEHOLDER_ID,
+        "attachment_limits": {
+            "file": settings.ATTACHMENT_MAX_FILE_BYTES,
+            "message": settings.ATTACHMENT_MAX_MESSAGE_BYTES,
+            "count": settings.ATTACHMENT_MAX_FILES,
+        },
         # Blank messages that the script clones for messages arriving over the socket, so their
         # markup comes from the same template as the server-rendered ones.
         "template_user": _template_item(Message.Role.USER),
@@ -275,11 +286,20 @@ async def conversation_send(request, conversation_id: uuid.UUID | None = None):
     form = ComposerForm(request.POST, targets=targets)
     if not form.is_valid():
         return await sync_to_async(_render_send_error)(request, conversation, form)
+    attached: list = []
     try:
+        # The form's files are stored first, as the script's uploads are, then sent by id.
+        attached = await sync_to_async(attachments_create_many)(
+            user=user, uploads=request.FILES.getlist("files")
+        )
         exchange = await generation_run_to_completion(
-            user=user, request=form.chat_send(conversation_id=conversation_id)
+            user=user,
+            request=form.chat_send(
+                conversation_id=conversation_id, attachments=tuple(row.id for row in attached)
+            ),
         )
     except ChatError as exc:
+        await sync_to_async(attachments_discard_unsent)(user=user, attachments=attached)
         form.add_error(None, exc.detail)
         return await sync_to_async(_render_send_error)(request, conversation, form)
     url = reverse("conversation", kwargs={"conversation_id": exchange.conversation.id})

@@ -14,8 +14,9 @@ from django.contrib import admin, messages
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 
+from providers.errors import ProviderError
 from providers.models import FallbackChain, FallbackChainMember, ProviderConfig
-from providers.registry import provider_class_choices
+from providers.registry import get_provider, provider_class_choices
 from providers.selectors import provider_config_models
 from providers.services import apply_token, provider_config_check, provider_token_validate
 
@@ -119,6 +120,7 @@ class ProviderConfigForm(forms.ModelForm):
             "default_model",
             "allowed_models",
             "options",
+            "vision",
             "timeout",
             "sort_order",
         ]
@@ -157,6 +159,13 @@ class ProviderConfigForm(forms.ModelForm):
             )
             if other:
                 self.add_error("is_default", f"{other} is the default; untick it there first.")
+        if cleaned.get("vision") and cleaned.get("provider_class"):
+            try:
+                supports = get_provider(cleaned["provider_class"]).supports_vision
+            except ProviderError:
+                supports = False
+            if not supports:
+                self.add_error("vision", "This provider class cannot send images.")
         return cleaned
 
 
@@ -181,7 +190,7 @@ class ProviderConfigAdmin(admin.ModelAdmin):
         (None, {"fields": ["name", "provider_class", "enabled", "is_default", "sort_order"]}),
         ("Endpoint", {"fields": ["api_base", "proxy", "timeout"]}),
         ("Token", {"fields": ["token_display", "token", "clear_token"]}),
-        ("Models", {"fields": ["default_model", "allowed_models", "options"]}),
+        ("Models", {"fields": ["default_model", "allowed_models", "options", "vision"]}),
         ("Last check", {"fields": ["last_check_display", "last_check_at"]}),
     ]
 

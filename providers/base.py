@@ -115,6 +115,8 @@ class BaseProvider(ABC):
     supports_stream: ClassVar[bool] = False
     supports_message_history: ClassVar[bool] = False
     supports_system_message: ClassVar[bool] = False
+    # Accepts images as OpenAI-style `image_url` content parts (a config enables it: `vision`).
+    supports_vision: ClassVar[bool] = False
 
     @classmethod
     @abstractmethod

@@ -97,6 +97,21 @@ def model_file(*, model: str, model_path: str | None) -> Path:
     return path
 
 
+def text_only(messages: Messages) -> Messages:
+    """`messages` with string contents only: the local model reads text (attached text files
+    arrive inside the message's text already); an image is refused before the model is asked."""
+    flat = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            if any(part.get("type") != "text" for part in content):
+                raise BadRequestError("The local model reads text only; it cannot see images.")
+            content = "\n\n".join(str(part.get("text") or "") for part in content)
+            message = {**message, "content": content}
+        flat.append(message)
+    return flat
+
+
 def with_system_prompt(messages: Messages, system_prompt: str) -> Messages:
     """`messages`, opened by `system_prompt` when they have no system prompt of their own."""
     if not system_prompt or any(m.get("role") == "system" and m.get("content") for m in messages):
@@ -165,6 +180,7 @@ class LlamaCpp(AsyncGeneratorProvider, ProviderModelMixin):
             raise BadRequestError(
                 f"Unknown chat_format {chat_format!r}; use one of: {', '.join(CHAT_TEMPLATES)}."
             )
+        messages = text_only(messages)
         path = model_file(model=cls.get_model(model), model_path=model_path or None)
         system_prompt = kwargs.get("system_prompt")
         request = {

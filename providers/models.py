@@ -27,6 +27,11 @@ class ProviderConfig(models.Model):
     options = models.JSONField(
         default=dict, blank=True, help_text="Extra keyword arguments for the provider class."
     )
+    vision = models.BooleanField(
+        default=False,
+        help_text="The model reads images: users may attach PNG, JPEG, WebP and GIF files "
+        "(sent as image_url content parts). Only for provider classes that support it.",
+    )
     timeout = models.FloatField(default=60.0, help_text="Seconds.")
     sort_order = models.IntegerField(default=0)
     last_check_ok = models.BooleanField(null=True, editable=False)

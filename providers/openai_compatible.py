@@ -46,6 +46,9 @@ class OpenAICompatible(AsyncGeneratorProvider, ProviderModelMixin, RaiseErrorMix
     supports_stream = True
     supports_message_history = True
     supports_system_message = True
+    # Content-part lists go to the upstream as they are; whether the model reads images is the
+    # admin's to say (the config's `vision` flag).
+    supports_vision = True
     default_model = ""
 
     @classmethod

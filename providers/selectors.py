@@ -55,6 +55,24 @@ def fallback_chain_members(*, chain: FallbackChain) -> list[ProviderConfig]:
     ]
 
 
+def provider_target_accepts_images(*, target: ProviderConfig | FallbackChain) -> bool:
+    """Whether images may go to `target`: a config with `vision` whose class supports it; a
+    chain only when every enabled member does (any of them may end up answering)."""
+    configs = (
+        [target] if isinstance(target, ProviderConfig) else fallback_chain_members(chain=target)
+    )
+    if not configs:
+        return False
+    for config in configs:
+        try:
+            supports = get_provider(config.provider_class).supports_vision
+        except ProviderError:
+            return False
+        if not (config.vision and supports):
+            return False
+    return True
+
+
 def provider_targets_for_picker() -> list[dict[str, Any]]:
     targets: list[dict[str, Any]] = []
     configs = list(ProviderConfig.objects.filter(enabled=True).order_by("sort_order", "name"))

@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-Messages = list[dict[str, str]]
+# A message's content is a string, or (a user message with images) a list of OpenAI-style content
+# parts: {"type": "text", "text": ...} and {"type": "image_url", "image_url": {"url": ...}}.
+Messages = list[dict[str, Any]]
 
 # The sampling options: how an answer is written, never where the request goes or with which
 # credentials. The one list every other list of option names is made from: what a caller of

@@ -6,6 +6,7 @@
  *   folders.mjs     dragging conversations into and out of folders
  *   shortcuts.mjs   the keyboard shortcuts
  *   composer.mjs    the message box, send and stop, the model picker and settings
+ *   attachments.mjs files for a message: button, drag and drop, paste, upload progress
  *   socket.mjs      the WebSocket: connect, reconnect, resume, the outbox, frame dispatch
  *   messages.mjs    the conversation: bubbles, answers rendered as they stream, message actions
  *   presets.mjs     the composer's `/` list of prompt presets
@@ -13,6 +14,7 @@
  *   outbox.mjs, stream_state.mjs, options.mjs   pure rules, tested by Node in tests/js
  *   http.mjs, math.mjs, ui.mjs                  fetches, KaTeX, page-wide conveniences
  */
+import { setUpAttachments } from "./js/attachments.mjs";
 import { composerEnabled, onError, setUpComposer, updateComposer } from "./js/composer.mjs";
 import {
   onConversationCreated,
@@ -54,6 +56,7 @@ if (setUpPage()) {
     });
     setUpComposer();
     setUpPresets();
+    setUpAttachments();
     const openedAtMessage = setUpMessages();
     updateComposer();
     // Not on touch screens, where focusing would pop up the keyboard over the conversation.

@@ -43,6 +43,21 @@ def encryption_keys(settings):
 
 
 @pytest.fixture(scope="session", autouse=True)
+def media_root(tmp_path_factory):
+    """Attachments of this run go to a folder of its own, never to var/media; server processes
+    the tests start inherit it through MEDIA_ROOT."""
+    from django.core.files.storage import default_storage, storages
+    from django.utils.functional import empty
+
+    root = tmp_path_factory.mktemp("media")
+    settings.MEDIA_ROOT = root
+    os.environ["MEDIA_ROOT"] = str(root)
+    storages._storages.pop("default", None)
+    default_storage._wrapped = empty
+    return root
+
+
+@pytest.fixture(scope="session", autouse=True)
 def collected_static(tmp_path_factory):
     """`collectstatic` into a folder of this run, as `make run` does before serving: pages name
     the hashed files of the static manifest, and the served files are this checkout's, never

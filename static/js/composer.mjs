@@ -2,6 +2,7 @@
  * buttons, the model picker and the settings popover, saved on the conversation as they change,
  * and the composer's part in refusals (unsent text comes back into the box). */
 
+import { attachmentsProblem, giveBackAttachments, takeAttachments } from "./attachments.mjs";
 import { postForm } from "./http.mjs";
 import { lastMessage, page, showComposerError, state } from "./page.mjs";
 import { announceOutbox, enqueue, stopAll } from "./socket.mjs";
@@ -45,6 +46,12 @@ function send() {
   if (!content.trim() || state.streaming.size || fields.disabled) return;
   const options = readOptions();
   if (!options) return;
+  const problem = attachmentsProblem();
+  if (problem) {
+    showComposerError(problem);
+    return;
+  }
+  const attachments = takeAttachments();
   const targetSelect = $("select[name=target]", page.composer);
   const [provider, model] = splitTarget(targetSelect ? targetSelect.value : "");
   showComposerError("");
@@ -63,6 +70,7 @@ function send() {
         provider,
         model,
         options,
+        ...(attachments.length ? { attachments } : {}),
         request_id: requestId(),
       };
     },
@@ -88,7 +96,10 @@ export function onError(frame) {
     giveBack([]);
   } else {
     const content = state.outbox.refused(frame.request_id);
-    if (content !== null) giveBack([content]);
+    if (content !== null) {
+      giveBack([content]);
+      giveBackAttachments();
+    }
   }
   showComposerError(frame.detail || "Something went wrong.");
   updateComposer();

@@ -14,6 +14,7 @@
  * text below it until the next one. So no Markdown parser runs here, the CSP stays as strict,
  * and the finished answer's HTML from `message.done` remains the record. */
 
+import { attachmentsSent, showAttachments } from "./attachments.mjs";
 import { saveSettings, updateComposer } from "./composer.mjs";
 import { fetchFragment, parseFragment, postForm } from "./http.mjs";
 import { typesetMath as typesetWithKatex } from "./math.mjs";
@@ -67,6 +68,7 @@ function buildMessage(message) {
     element.className = "message message--" + message.role;
     element.dataset.role = message.role;
     $('[data-slot="text"]', element).textContent = message.content || "";
+    showAttachments(element, message.attachments);
   }
   return element;
 }
@@ -192,6 +194,7 @@ export function onMessageCreated(frame) {
     stale = next;
   }
   hideEmptyState();
+  if (message.role === "user" && frame.request_id) attachmentsSent();
   keepBottom(wasNear, () => page.list.append(buildMessage(message)));
   if (message.role === "assistant" && message.status === "streaming") {
     startStreaming(messageElement(message.id), "", 0);

@@ -6,14 +6,17 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.core.files.base import ContentFile
 from django.utils import timezone
 from playwright.sync_api import expect
 
 from conversations import services
 from conversations.api.services import api_key_create
+from conversations.attachments.models import Attachment
 from conversations.models import Message
 from conversations.presets.models import PromptPreset
 from conversations.usage.models import ModelPrice
+from tests.browser.test_attachments import png_pixel
 from tests.browser.test_chat import send
 from tests.conversations import page_factories as make
 
@@ -58,9 +61,17 @@ def serious_violations(page, axe_source: str) -> list[str]:
 
 def _pages(user) -> dict[str, str]:
     chat = make.conversation(user, "Python greeting helper")
-    make.chain(
+    question, _ = make.chain(
         chat, ["How do I greet in Python?", RICH_ANSWER], provider="fake", model="fake-model"
     )
+    # The question shows a file and an image thumbnail, as a message with attachments does.
+    for name, kind, content_type, data in [
+        ("greet.py", "text", "text/plain; charset=utf-8", b"print('hi')"),
+        ("screen.png", "image", "image/png", png_pixel()),
+    ]:
+        row = Attachment(owner=user, message=question, name=name, kind=kind,
+                         content_type=content_type, size=len(data))  # fmt: skip
+        row.file.save(str(row.id), ContentFile(data), save=True)
     for index in range(3):
         make.conversation(user, f"Earlier chat {index}")
     api_key_create(user=user, name="editor")
@@ -113,6 +124,21 @@ def test_main_pages_have_no_serious_wcag_violations(
     signed_out.goto("/accounts/login/")
     found["sign in"] = serious_violations(signed_out, axe_source)
     assert {name: problems for name, problems in found.items() if problems} == {}
+
+
+def test_the_composer_with_files_attached_has_no_serious_wcag_violations(
+    open_page, user, provider, axe_source
+):
+    page = open_page(user)
+    page.goto("/")
+    page.set_input_files("#id_files", files=[
+        {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"some notes"},
+        {"name": "fake.png", "mimeType": "image/png", "buffer": b"not an image"},
+    ])  # fmt: skip
+    expect(page.locator(".attachment-chip[data-state=ready]")).to_have_count(1)
+    expect(page.locator(".attachment-chip[data-state=error]")).to_have_count(1)
+
+    assert serious_violations(page, axe_source) == []
 
 
 def test_a_screen_reader_hears_the_answer_once_it_is_written(

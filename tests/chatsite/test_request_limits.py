@@ -98,3 +98,24 @@ async def test_imports_may_be_as_large_as_documented_and_no_larger(django_user_m
     scope = http_scope("/", [(b"content-length", str(IMPORT_MAX_BYTES).encode()), cookie])
     communicator = ApplicationCommunicator(application, scope)
     assert (await response_start(communicator))["status"] == 413
+
+
+async def test_uploads_follow_the_attachment_limits_without_loosening_other_routes(
+    django_user_model, settings
+):
+    settings.ATTACHMENT_MAX_FILE_BYTES = 2 * 1024 * 1024
+    settings.ATTACHMENT_MAX_MESSAGE_BYTES = 3 * 1024 * 1024
+    upload_limit = 2 * 1024 * 1024 + MULTIPART_ROOM
+    send_limit = settings.HTTP_MAX_BODY_BYTES + 3 * 1024 * 1024 + MULTIPART_ROOM
+    assert request_body_limit(path="/attachments/", signed_in=True) == upload_limit
+    assert request_body_limit(path="/send/", signed_in=True) == send_limit
+    chat = "/c/00000000-0000-0000-0000-000000000000/send/"
+    assert request_body_limit(path=chat, signed_in=True) == send_limit
+    assert request_body_limit(path="/attachments/", signed_in=False) == (
+        settings.HTTP_MAX_ANONYMOUS_BODY_BYTES
+    )
+    assert request_body_limit(path="/render/", signed_in=True) == settings.HTTP_MAX_BODY_BYTES
+    cookie = await cookie_of(django_user_model)
+    scope = http_scope("/attachments/", [(b"content-length", str(upload_limit + 1).encode()),
+                                         cookie])  # fmt: skip
+    assert (await response_start(ApplicationCommunicator(application, scope)))["status"] == 413

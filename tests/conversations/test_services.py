@@ -66,8 +66,8 @@ def test_follow_up_costs_the_same_however_long_the_conversation(ada, chat_config
         finish(exchange)
 
     # The limit's count, the conversation with its provider and leaf, its update, the two
-    # messages, and the branch as the provider's history (one recursive query).
-    assert counts == [6 + LOCK] * 6
+    # messages, the branch as the provider's history (one recursive query) and its attachments.
+    assert counts == [7 + LOCK] * 6
     assert [m["content"] for m in exchange.history][-3:] == ["Turn 4", "Hi!", "Turn 5"]
     leaf = Conversation.objects.get(pk=conversation_id).current_leaf
     assert leaf.id == exchange.assistant_message.id
@@ -82,8 +82,9 @@ def test_regenerate_and_edit_are_a_handful_of_queries(ada, chat_config):
         again = services.message_regenerate(
             user=ada, message_id=first.assistant_message.id, assistant_id=uuid.uuid4()
         )
-    # Count, the answer with its conversation, the conversation's update, the branch, the answer.
-    assert len(statements([q["sql"] for q in queries.captured_queries])) == 5 + LOCK
+    # Count, the answer with its conversation, the conversation's update, the branch, its
+    # attachments, the answer.
+    assert len(statements([q["sql"] for q in queries.captured_queries])) == 6 + LOCK
     assert again.assistant_message.parent_id == first.user_message.id
     assert again.history == [{"role": "user", "content": "Hello there"}]
     finish(again)
@@ -93,9 +94,9 @@ def test_regenerate_and_edit_are_a_handful_of_queries(ada, chat_config):
             user=ada, message_id=first.user_message.id, content="Hello again",
             assistant_id=uuid.uuid4(),
         )  # fmt: skip
-    # Count, the message with its conversation, the update, the two messages (a first message
-    # has no parent to read, and its branch is itself).
-    assert len(statements([q["sql"] for q in queries.captured_queries])) == 5 + LOCK
+    # Count, the message with its conversation, the update, the two messages, the original's
+    # attachments to keep (a first message has no parent to read, and its branch is itself).
+    assert len(statements([q["sql"] for q in queries.captured_queries])) == 6 + LOCK
     assert edited.history == [{"role": "user", "content": "Hello again"}]
     conversation = Conversation.objects.get(pk=first.conversation.id)
     assert conversation.current_leaf_id == edited.assistant_message.id

@@ -130,8 +130,9 @@ def test_export_all_reads_in_batches_whatever_the_number_of_conversations(ada):
         document = json.loads("".join(conversations_export_all(user=ada, batch_size=50)))
 
     assert len(document["conversations"]) == 120
-    # Two queries per batch of 50 (conversations, then their messages) plus the final empty one.
-    assert len(queries) == 2 * 3 + 1
+    # Three queries per batch of 50 (conversations, their messages, their messages' attachments)
+    # plus the final empty one.
+    assert len(queries) == 3 * 3 + 1
 
 
 def test_imported_options_keep_only_what_a_user_may_set(ada):

@@ -373,3 +373,17 @@ def test_a_mask_with_no_stored_password_is_a_form_error(admin_client, config):
     )
     assert response.status_code == 200
     assert "Enter the proxy" in response.content.decode()
+
+
+def test_vision_is_offered_only_for_classes_that_can_send_images(admin_client, config):
+    url = reverse("admin:providers_providerconfig_add")
+    local = admin_client.post(
+        url, form_data(name="local", provider_class="LlamaCpp", vision="on", api_base="")
+    )
+    hosted = admin_client.post(url, form_data(name="eyes", vision="on"))
+
+    assert local.status_code == 200
+    assert "This provider class cannot send images." in local.content.decode()
+    assert hosted.status_code == 302
+    assert ProviderConfig.objects.get(name="eyes").vision is True
+    assert not ProviderConfig.objects.filter(name="local").exists()

@@ -383,7 +383,7 @@ def test_params_of_a_real_provider_show_union_types_and_defaults():
     assert lines[0] == "Raycast supports:"
     assert "  proxy: str | None = None" in lines
     assert "  temperature: float = 0.5" in lines
-    assert "  messages: list[dict[str, str]]" in lines
+    assert "  messages: list[dict[str, Any]]" in lines
     assert not any("auth" in line.split(":")[0] for line in lines)
 
 
