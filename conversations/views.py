@@ -665,13 +665,6 @@ def account_theme(request):
 # --- Pins and folders ----------------------------------------------------------------------------
 
 
-def _refused(request, exc: ChatError, back: str) -> HttpResponse:
-    if _wants_json(request):
-        return JsonResponse({"errors": {"__all__": [{"message": exc.detail}]}}, status=400)
-    flash.error(request, exc.detail)
-    return redirect(back)
-
-
 @require_POST
 def conversation_pin(request, conversation_id: uuid.UUID):
     conversation = _conversation_or_404(request, conversation_id)
@@ -680,7 +673,7 @@ def conversation_pin(request, conversation_id: uuid.UUID):
     try:
         services.conversation_set_pinned(conversation=conversation, pinned=pinned)
     except ChatError as exc:
-        return _refused(request, exc, back)
+        return _refused(request, code=exc.code, message=exc.detail, fallback_url=back)
     if _wants_json(request):
         return HttpResponse(status=204)
     return redirect(back)

@@ -22,16 +22,21 @@ from conversations.errors import ChatError
 INLINE_TYPES = {"image/png", "image/jpeg", "image/webp", "image/gif"}
 
 
+def _json_error(*, status: int, code: str, message: str) -> JsonResponse:
+    # The site's one error shape for the script (see conversations.views._json_error).
+    return JsonResponse({"error": {"code": code, "message": message}}, status=status)
+
+
 @require_POST
 def attachment_upload(request):
     upload = request.FILES.get("file")
     if upload is None:
-        return JsonResponse({"error": "invalid", "detail": "Choose a file to attach."}, status=400)
+        return _json_error(status=400, code="invalid", message="Choose a file to attach.")
     try:
         row = attachment_create(user=request.user, upload=upload)
     except ChatError as exc:
         status = 413 if exc.code == "too_large" else 400
-        return JsonResponse({"error": exc.code, "detail": exc.detail}, status=status)
+        return _json_error(status=status, code=exc.code, message=exc.detail)
     return JsonResponse(attachment_data(row), status=201)
 
 

@@ -123,7 +123,12 @@ function upload(item, file) {
     item.request = null;
     const data = request.response || {};
     if (request.status === 201 && data.id) markUploaded(item, data);
-    else markFailed(item, data.detail || (request.status === 413 ? "The file is too large." : "The upload failed."));
+    else {
+      // The site's one error shape, {"error": {"code", "message"}} (413 may come from the server
+      // itself, before the view, as plain text).
+      const message = data.error && typeof data.error.message === "string" ? data.error.message : "";
+      markFailed(item, message || (request.status === 413 ? "The file is too large." : "The upload failed."));
+    }
   });
   request.addEventListener("error", () => {
     item.request = null;

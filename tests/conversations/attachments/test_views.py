@@ -56,9 +56,12 @@ def test_files_over_the_limit_or_of_the_wrong_kind_get_a_clear_error(signed_in, 
     missing = signed_in.post("/attachments/", {})
 
     assert big.status_code == 413
-    assert big.json() == {"error": "too_large", "detail": "big.txt is larger than 1000 bytes."}
-    assert fake.status_code == 400 and fake.json()["error"] == "bad_image"
-    assert missing.status_code == 400 and missing.json()["detail"] == "Choose a file to attach."
+    assert big.json() == {
+        "error": {"code": "too_large", "message": "big.txt is larger than 1000 bytes."}
+    }
+    assert fake.status_code == 400 and fake.json()["error"]["code"] == "bad_image"
+    assert missing.status_code == 400
+    assert missing.json()["error"]["message"] == "Choose a file to attach."
     assert not Attachment.objects.exists()
     assert not default_storage.listdir("attachments")[1]
 
