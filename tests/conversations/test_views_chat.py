@@ -195,8 +195,9 @@ def test_conversation_page_costs_the_same_queries_for_short_and_long_chats(
         counts.append(len(queries))
     assert counts[0] == counts[1]
     # The page with the sidebar's recent conversations, then two for its pinned and folder
-    # sections, one for the user's theme and one for the model prices its answers are shown with.
-    with django_assert_max_num_queries(13):
+    # sections, one for the user's theme, one for the model prices its answers are shown with and
+    # one for the files of its questions.
+    with django_assert_max_num_queries(14):
         signed_in.get(f"/c/{long.id}/")
 
 
