@@ -13,6 +13,7 @@ from channels.db import database_sync_to_async
 from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 from django.db import connections
+from django.test import Client
 
 from chatsite.asgi import application
 from conversations.engine import generation_engine_close
@@ -93,6 +94,24 @@ def ada(django_user_model):
 def grace(django_user_model):
     """A second user, whose rows ada must never see."""
     return django_user_model.objects.create_user(username="grace")
+
+
+@pytest.fixture
+def root(django_user_model):
+    """A staff member (presets they publish are offered to everyone)."""
+    return django_user_model.objects.create_user(username="root", is_staff=True)
+
+
+@pytest.fixture
+def client_for():
+    """A signed-in test client for any user."""
+
+    def make(user) -> Client:
+        client = Client()
+        client.force_login(user)
+        return client
+
+    return make
 
 
 @pytest.fixture
