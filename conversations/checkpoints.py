@@ -30,6 +30,8 @@ class CheckpointWriter:
         # message id -> (text or None for "only the stamp", the futures of its askers)
         self.pending: dict[uuid.UUID, tuple[str | None, list[asyncio.Future[None]]]] = {}
         self.task: asyncio.Task[None] | None = None
+        # The batch being written (settled if the writer stops midway).
+        self.in_flight: list = []
 
     def save(self, *, message_id: uuid.UUID, content: str | None) -> asyncio.Future[None]:
         """Queue a checkpoint; the future ends once it is written (or raises why it was not)."""
@@ -39,26 +41,42 @@ class CheckpointWriter:
         self.pending[message_id] = (content if content is not None else previous, [*waiting, done])
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self._write(), name="chat-checkpoints")
+            self.task.add_done_callback(self._stopped)
         return done
 
     async def _write(self) -> None:
-        await asyncio.sleep(LINGER_SECONDS)
         while self.pending:
+            await asyncio.sleep(LINGER_SECONDS)
             batch, self.pending = self.pending, {}
-            items = list(batch.items())
-            for start in range(0, len(items), BATCH_ROWS):
-                part = items[start : start + BATCH_ROWS]
+            self.in_flight = list(batch.items())
+            for start in range(0, len(self.in_flight), BATCH_ROWS):
+                part = self.in_flight[start : start + BATCH_ROWS]
                 try:
                     await db_call(services.message_checkpoint_many, writes=True)(
-                        checkpoints={message_id: content for message_id, (content, _) in part}
+                        checkpoints={key: content for key, (content, _) in part}
                     )
                 except Exception as exc:
-                    for _, (_, waiting) in part:
-                        for future in waiting:
-                            if not future.done():
-                                future.set_exception(exc)
+                    _settle(part, exc)
                 else:
-                    for _, (_, waiting) in part:
-                        for future in waiting:
-                            if not future.done():
-                                future.set_result(None)
+                    _settle(part, None)
+            self.in_flight = []
+
+    def _stopped(self, task: asyncio.Task[None]) -> None:
+        """Cancelled (the loop is closing), even before it began, or failed: nobody may wait for
+        a checkpoint forever (an answer's final save waits for its last one)."""
+        if not task.cancelled() and task.exception() is None:
+            return
+        leftover = self.in_flight + list(self.pending.items())
+        self.in_flight, self.pending = [], {}
+        _settle(leftover, RuntimeError("the checkpoint writer stopped"))
+
+
+def _settle(part, error: BaseException | None) -> None:
+    for _, (_, waiting) in part:
+        for future in waiting:
+            if future.done():
+                continue
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)

@@ -499,7 +499,12 @@ def _finish_exchange(
     history.extend(
         {
             "role": message.role,
-            "content": message_content(text=message.content, attachments=attached[message.id])
+            "content": message_content(
+                text=message.content,
+                attachments=attached[message.id],
+                # Images go as images with the question being answered only (message_content).
+                images=message.id == branch[-1].id,
+            )
             if message.id in attached
             else message.content,
         }
@@ -507,7 +512,8 @@ def _finish_exchange(
         if message.content or message.id in attached
     )
     # Refused here, before any row is kept or any request goes out: a provider without vision
-    # would drop the image or fail upstream, either way after the user waited.
+    # would drop the image or fail upstream, either way after the user waited. Only the question
+    # being answered carries images (earlier ones are named in their text).
     if has_images(history) and not provider_target_accepts_images(target=target):
         raise ChatError(
             "vision_unsupported",

@@ -148,22 +148,30 @@ def file_block(*, name: str, text: str) -> str:
     return f'<file name="{_quoted(name)}">\n{text}\n</file>\n\n'
 
 
-def message_content(*, text: str, attachments: list[Any]) -> str | list[dict[str, Any]]:
+def message_content(
+    *, text: str, attachments: list[Any], images: bool = True
+) -> str | list[dict[str, Any]]:
     """A user message's content for the provider: a string when it has no image, else
     OpenAI-style content parts (the text, then one `image_url` part per image, as placeholders
-    that history_with_images fills)."""
+    that history_with_images fills). With `images` False (an earlier message of the branch), its
+    images are named in the text instead: each send would otherwise read and upload every image
+    of the conversation again, and one image early on would bar every model without vision from
+    the rest of the conversation."""
     files = "".join(
         file_block(name=item.name, text=item.text) for item in attachments if item.kind != "image"
     )
+    pictures = [item for item in attachments if item.kind == "image"]
+    if pictures and not images:
+        files += "".join(f"[image: {item.name}]\n" for item in pictures)
+        pictures = []
     body = files + text
-    images = [item for item in attachments if item.kind == "image"]
-    if not images:
+    if not pictures:
         return body
     return [
         {"type": "text", "text": body},
         *(
             {"type": "image_url", "image_url": {"url": f"{IMAGE_PLACEHOLDER}{item.id}"}}
-            for item in images
+            for item in pictures
         ),
     ]
 

@@ -432,3 +432,19 @@ async def test_frames_leave_at_once_after_a_pause_and_at_most_once_per_interval(
     assert min(gaps) > 0.050 - 0.001, gaps
     saved = await row(exchange.assistant_message.id)
     assert saved.content == reply
+
+
+async def test_a_stopped_checkpoint_writer_leaves_nobody_waiting(clean_engine):
+    """An answer's final save waits for its last checkpoint: a writer cancelled mid-batch (the
+    loop closing) must still settle every checkpoint it held."""
+    import uuid
+
+    from conversations.checkpoints import CheckpointWriter
+
+    writer = CheckpointWriter()
+    first = writer.save(message_id=uuid.uuid4(), content="a")
+    second = writer.save(message_id=uuid.uuid4(), content=None)
+    writer.task.cancel()
+    done, pending = await asyncio.wait([first, second], timeout=5)
+    assert pending == set()
+    assert all(isinstance(future.exception(), RuntimeError) for future in done)

@@ -196,3 +196,23 @@ async def test_an_image_missing_from_storage_ends_the_answer_with_an_error(
     assert fake_upstream.requests == []
     answer = await Message.objects.aget(role="assistant")
     assert (answer.status, answer.error_code) == ("error", "not_found")
+
+
+async def test_earlier_images_are_named_not_sent_again_so_any_model_can_go_on(
+    open_socket, ada, vision_config, fake_upstream
+):
+    """Only the question being answered carries its images: a later send neither reads and
+    uploads every image of the conversation again nor is barred from a model without vision."""
+    socket = await open_socket(ada)
+    frames = await send(socket, "What is this?", [await uploaded(ada, "dot.png", PNG)])
+    conversation = next(f for f in frames if f["type"] == "conversation.created")["conversation"]
+    vision_config.vision = False
+    await database_sync_to_async(vision_config.save)()
+
+    await socket.send("chat.send", conversation=conversation["id"], parent=None, content="Thanks")
+    done = (await socket.receive_until("message.done"))[-1]
+
+    assert done["status"] == "complete"
+    messages = fake_upstream.requests[-1].json["messages"]
+    assert messages[0] == {"role": "user", "content": "[image: dot.png]\nWhat is this?"}
+    assert messages[-1] == {"role": "user", "content": "Thanks"}
