@@ -428,10 +428,11 @@ def message_branch(*, conversation: Conversation) -> list[Message]:
 
 
 def share_get_by_token(*, token: str) -> SharedConversation | None:
-    """The link with this token, for anyone who has it; None once revoked, or while its
-    conversation is being deleted."""
+    """The link with this token, for anyone who has it; None once revoked, while its
+    conversation is being deleted, or once its owner's account is deactivated (as their API keys
+    are)."""
     return SharedConversation.objects.filter(
-        token=token, conversation__hidden_since__isnull=True
+        token=token, conversation__hidden_since__isnull=True, conversation__owner__is_active=True
     ).first()
 
 

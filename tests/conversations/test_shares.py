@@ -102,6 +102,20 @@ def test_revoked_and_unknown_tokens_are_a_plain_404(signed_in, ada):
 
 
 @pytest.mark.django_db
+def test_a_deactivated_owners_links_stop_working(client, ada, grace):
+    chat = make.conversation(ada, "Old team notes")
+    make.chain(chat, ["q", "a"])
+    share = services.share_create(conversation=chat)
+    client.force_login(grace)
+    assert client.get(f"/s/{share.token}/").status_code == 200
+
+    ada.is_active = False
+    ada.save()
+
+    assert client.get(f"/s/{share.token}/").status_code == 404
+
+
+@pytest.mark.django_db
 def test_deleting_the_conversation_ends_its_links(signed_in, ada):
     chat = make.conversation(ada, "Delete me")
     make.chain(chat, ["q", "a"])
