@@ -105,7 +105,9 @@ class Site:
         return total
 
 
-def _site_env(mode: str, scratch: str, port: int) -> dict[str, str]:
+def scratch_env(database_url: str, **settings: str) -> dict[str, str]:
+    """This environment for a server of our own on a scratch database: fresh keys, nothing read
+    from .env, no DATABASE_URL or REDIS_URL of the caller's; `settings` added on top."""
     from cryptography.fernet import Fernet
 
     env = {
@@ -119,14 +121,22 @@ def _site_env(mode: str, scratch: str, port: int) -> dict[str, str]:
             "DEBUG": "false",
             "SECRET_KEY": secrets.token_urlsafe(40),
             "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-            "DATABASE_URL": f"sqlite:///{scratch}/bench.sqlite3",
+            "DATABASE_URL": database_url,
             "LOG_LEVEL": "WARNING",
-            "PORT": str(port),
-            "BIND_ADDRESS": "127.0.0.1",
-            # One bench user runs every stream.
-            "CHAT_MAX_CONCURRENT_GENERATIONS": "100000",
             "PYTHONUNBUFFERED": "1",
+            **settings,
         }
+    )
+    return env
+
+
+def _site_env(mode: str, scratch: str, port: int) -> dict[str, str]:
+    env = scratch_env(
+        f"sqlite:///{scratch}/bench.sqlite3",
+        PORT=str(port),
+        BIND_ADDRESS="127.0.0.1",
+        # One bench user runs every stream.
+        CHAT_MAX_CONCURRENT_GENERATIONS="100000",
     )
     if mode == "services":
         env.update(services_env() or {})

@@ -22,6 +22,8 @@ import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
+from bench import harness
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "screenshots"
 VIEWPORTS = {"desktop": {"width": 1440, "height": 900}, "phone": {"width": 390, "height": 844}}
@@ -123,27 +125,11 @@ SEARCH = "tide"
 
 
 def environment(scratch: Path) -> dict[str, str]:
-    from cryptography.fernet import Fernet
-
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")
-    }
-    env.update(
-        {
-            "ENV_FILE": "",
-            "DEBUG": "false",
-            "SECRET_KEY": secrets.token_urlsafe(40),
-            "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-            "DATABASE_URL": f"sqlite:///{scratch}/screens.sqlite3",
-            "STATIC_ROOT": str(scratch / "static"),
-            "LOG_LEVEL": "WARNING",
-            "PYTHONUNBUFFERED": "1",
-            "DJANGO_SETTINGS_MODULE": "chatsite.settings",
-        }
+    return harness.scratch_env(
+        f"sqlite:///{scratch}/screens.sqlite3",
+        STATIC_ROOT=str(scratch / "static"),
+        DJANGO_SETTINGS_MODULE="chatsite.settings",
     )
-    return env
 
 
 def seed(upstream_url: str) -> tuple[str, str]:
