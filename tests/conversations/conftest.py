@@ -19,6 +19,7 @@ from chatsite.asgi import application
 from conversations.engine import generation_engine_close
 from conversations.eventlog import event_log_close
 from providers.models import ProviderConfig
+from providers.services import provider_config_set_token
 from tests.live_server import session_cookie
 
 ORIGIN = (b"origin", b"http://127.0.0.1:8000")
@@ -82,6 +83,22 @@ def chat_config(db, encryption_keys, fake_upstream) -> ProviderConfig:
         is_default=True,
         timeout=10,
     )
+
+
+@pytest.fixture
+def llama_config(db, encryption_keys, llama_server) -> ProviderConfig:
+    """A provider config for llama-cpp-python's server running the packaged model
+    (tests/llama_server.py): a real OpenAI-compatible server we did not write."""
+    config = ProviderConfig.objects.create(
+        name="llama-server",
+        provider_class="OpenAICompatible",
+        api_base=llama_server.api_base,
+        default_model=llama_server.model,
+        is_default=True,
+        timeout=60,
+    )
+    provider_config_set_token(config=config, token=llama_server.api_key)
+    return config
 
 
 @pytest.fixture

@@ -5,25 +5,9 @@ import pytest
 from channels.db import database_sync_to_async
 
 from conversations.models import Message
-from providers.models import ProviderConfig
-from providers.services import provider_config_set_token
 from tests.conversations.test_consumers import read_answer, start_chat
 
 pytestmark = [pytest.mark.local_model, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def llama_config(db, encryption_keys, llama_server) -> ProviderConfig:
-    config = ProviderConfig.objects.create(
-        name="llama-server",
-        provider_class="OpenAICompatible",
-        api_base=llama_server.api_base,
-        default_model=llama_server.model,
-        is_default=True,
-        timeout=60,
-    )
-    provider_config_set_token(config=config, token=llama_server.api_key)
-    return config
 
 
 async def test_chat_over_the_socket_with_llama_cpp_server_upstream(

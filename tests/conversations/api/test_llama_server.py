@@ -5,24 +5,8 @@ server by the official `openai` client."""
 import pytest
 
 from conversations.models import ApiCall
-from providers.models import ProviderConfig
-from providers.services import provider_config_set_token
 
 pytestmark = [pytest.mark.local_model, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def llama_config(encryption_keys, llama_server) -> ProviderConfig:
-    config = ProviderConfig.objects.create(
-        name="llama-server",
-        provider_class="OpenAICompatible",
-        api_base=llama_server.api_base,
-        default_model=llama_server.model,
-        is_default=True,
-        timeout=60,
-    )
-    provider_config_set_token(config=config, token=llama_server.api_key)
-    return config
 
 
 def test_models_and_both_modes_through_the_openai_client(
