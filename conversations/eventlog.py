@@ -5,10 +5,14 @@ generation a Redis Stream of frames (XADD with an approximate MAXLEN cap) plus a
 text so far, written together in one MULTI so a snapshot (text, seq, stream id) is always
 consistent; followers read from the id of their snapshot, so nothing is missed or repeated.
 
-In scale mode a process reads every stream its sockets follow with one blocking XREAD on one
-connection and hands the entries to the sockets (`StreamReader`): a connection per socket would
-run any pool dry at a few hundred sockets. Writes go through a pool of their own, so an append
-never waits behind a reader.
+The answers a process writes are kept in its memory too, and its own sockets follow them there
+(the usual case: the socket that asked is on the process that writes): Redis is for the other
+processes, and for sockets that come back on another one. A process reads every stream its
+sockets follow from other processes with one blocking XREAD on one connection and hands the
+entries to the sockets (`StreamReader`): a connection per socket would run any pool dry at a few
+hundred sockets. Every write goes out in batches (`WriteBatcher`) through a pool of its own, so
+a write never waits behind a reader, and a thousand answers starting at once need one connection,
+not a thousand.
 
 Tokens never travel through the channel layer: channels-redis silently drops group messages once
 a channel holds 100 of them, which a fast stream reaches in seconds.
@@ -112,6 +116,7 @@ class _Buffer:
     def __init__(self) -> None:
         self.events: list[Event] = []
         self.parts: list[str] = []
+        self.length = 0
         self.seq = 0
         self.done: dict[str, Any] | None = None
         self.changed = asyncio.Condition()
@@ -126,13 +131,22 @@ class MemoryEventLog:
     async def open(self, generation: str) -> None:
         self._buffers[generation] = _Buffer()
 
+    def holds(self, generation: str) -> bool:
+        return generation in self._buffers
+
     async def _add(self, generation: str, event: Event) -> None:
-        buffer = self._buffers[generation]
+        buffer = self._buffers.get(generation)
+        # A seq the buffer holds already is an append repeated after a failure elsewhere (see
+        # RedisEventLog.append); a missing buffer, an answer discarded meanwhile.
+        if buffer is None or event.seq <= buffer.seq:
+            return
         async with buffer.changed:
             if event.snapshot is not None:
                 buffer.parts = [event.snapshot]
+                buffer.length = len(event.snapshot)
             else:
                 buffer.parts.append(event.delta)
+                buffer.length += len(event.delta)
             buffer.seq = event.seq
             buffer.events.append(event)
             buffer.changed.notify_all()
@@ -143,7 +157,17 @@ class MemoryEventLog:
         await self._add(generation, Event(seq=seq, delta=delta))
 
     async def resync(self, generation: str, *, seq: int, content: str) -> None:
-        await self._add(generation, Event(seq=seq, snapshot=content))
+        buffer = self._buffers.get(generation)
+        if (
+            buffer is not None
+            and buffer.seq == seq - 1
+            and content.startswith("".join(buffer.parts))
+        ):
+            # Nothing is missing here (only another copy of the log lost a frame): the new part
+            # goes out as an ordinary delta.
+            await self._add(generation, Event(seq=seq, delta=content[buffer.length :]))
+        else:
+            await self._add(generation, Event(seq=seq, snapshot=content))
 
     async def keepalive(self, generation: str) -> None:
         return None
@@ -422,25 +446,28 @@ def _pool(url: str, size: int) -> aioredis.Redis:
     return aioredis.Redis(connection_pool=pool)
 
 
-class AppendBatcher:
-    """Appends of every generation of this process, written to Redis together: whatever was
-    appended while the previous batch was on its way goes out as one MULTI.
+class WriteBatcher:
+    """Every event-log write of this process, sent to Redis together: whatever was asked while
+    the previous batch was on its way goes out as one MULTI, on one connection of the pool.
 
     A frame per answer per interval, for a thousand answers, is tens of thousands of appends a
-    second; one round trip each spent most of the process's CPU in the Redis client. Each caller
-    still waits for its own append to be written (or to fail, and then retries it itself).
+    second; one round trip each spent most of the process's CPU in the Redis client. And when a
+    thousand people pressed Enter at once, each start opened its log on a connection of its own:
+    past the pool's size they queued for one, and past REDIS_POOL_WAIT_SECONDS a quarter of them
+    failed. Each caller still waits for (and gets) the replies to its own commands, or the
+    batch's error, and retries on its own terms.
     """
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
-        self.pending: list[tuple[str, str, int, str, asyncio.Future[bool]]] = []
+        self.pending: list[tuple[Callable[[Any], object], asyncio.Future[list[Any]]]] = []
         self.writing = False
         self.task: asyncio.Task[None] | None = None
 
-    async def append(self, events: str, text: str, *, seq: int, delta: str) -> bool:
-        """Whether the answer's stream was there to append to (False: Redis lost it)."""
-        done = asyncio.get_running_loop().create_future()
-        self.pending.append((events, text, seq, delta, done))
+    async def write(self, stage: Callable[[Any], object]) -> list[Any]:
+        """Have `stage(pipeline)` queue its commands in the next batch; their replies."""
+        done: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self.pending.append((stage, done))
         if not self.writing:
             self.writing = True
             self.task = asyncio.create_task(self._write())
@@ -451,25 +478,31 @@ class AppendBatcher:
             while self.pending:
                 batch, self.pending = self.pending, []
                 try:
-                    found = await self._write_batch(batch)
+                    replies = await self._write_batch(batch)
                 except Exception as exc:
-                    for *_, done in batch:
+                    for _, done in batch:
                         if not done.done():
                             done.set_exception(exc)
                 else:
-                    for (*_, done), existed in zip(batch, found, strict=True):
+                    for (_, done), reply in zip(batch, replies, strict=True):
                         if not done.done():
-                            done.set_result(bool(existed))
+                            done.set_result(reply)
         finally:
             self.writing = False
 
-    async def _write_batch(self, batch: list) -> list[int]:
-        """Write the batch; for each append, whether its stream was there (see _APPEND)."""
-        maxlen = settings.CHAT_STREAM_MAXLEN
+    async def _write_batch(self, batch: list) -> list[list[Any]]:
         async with self.redis.pipeline(transaction=True) as pipe:
-            for events, text, seq, delta, _ in batch:
-                pipe.eval(_APPEND, 2, events, text, delta, seq, maxlen)
-            return await pipe.execute()
+            counts = []
+            for stage, _ in batch:
+                queued = len(pipe)
+                stage(pipe)
+                counts.append(len(pipe) - queued)
+            flat = await pipe.execute()
+        replies, at = [], 0
+        for count in counts:
+            replies.append(flat[at : at + count])
+            at += count
+        return replies
 
 
 # One delta into an answer's log, atomically (a script runs alone on the server). KEYS: the
@@ -495,13 +528,20 @@ return 1
 
 
 class RedisEventLog:
+    # Whether this process's sockets follow the answers it writes from memory. Tests turn it
+    # off to read every answer through Redis, as a socket on another process does.
+    local_reads = True
+
     def __init__(self, url: str) -> None:
-        # Appends and the rest of an answer's writes: never behind a reader.
+        # Every write of an answer's: never behind a reader.
         self.redis = _pool(url, settings.CHAT_REDIS_WRITE_CONNECTIONS)
         # Snapshots and existence checks: short reads, never blocking.
         self.reads = _pool(url, settings.CHAT_REDIS_READ_CONNECTIONS)
         self.reader = StreamReader(url, writer=self.redis, checker=self.reads)
-        self.appends = AppendBatcher(self.redis)
+        self.writes = WriteBatcher(self.redis)
+        # The answers this process writes, as the in-process log keeps them: followed here
+        # without a round trip through Redis, and without the reader's pace.
+        self.local = MemoryEventLog()
 
     @staticmethod
     def _keys(generation: str) -> tuple[str, str]:
@@ -509,26 +549,42 @@ class RedisEventLog:
 
     async def open(self, generation: str) -> None:
         events, text = self._keys(generation)
-        async with self.redis.pipeline(transaction=True) as pipe:
+
+        def stage(pipe) -> None:
             pipe.delete(events)
             pipe.set(text, "", ex=ACTIVE_TTL_SECONDS)
             pipe.xadd(events, {"kind": "start", "seq": 0})
             pipe.expire(events, ACTIVE_TTL_SECONDS)
-            await pipe.execute()
+
+        await self.writes.write(stage)
+        await self.local.open(generation)
 
     async def append(
         self, generation: str, *, seq: int, delta: str, text_so_far: Callable[[], str]
     ) -> None:
-        if await self.appends.append(*self._keys(generation), seq=seq, delta=delta):
+        # Here first: a follower on this process never waits for Redis. Repeated (the engine
+        # retries an append whose Redis write failed), it is written here once.
+        await self.local.append(generation, seq=seq, delta=delta, text_so_far=text_so_far)
+        events, text = self._keys(generation)
+        maxlen = settings.CHAT_STREAM_MAXLEN
+        [existed] = await self.writes.write(
+            lambda pipe: pipe.eval(_APPEND, 2, events, text, delta, seq, maxlen)
+        )
+        if existed:
             return
         # Redis lost the log (restarted without its data): the text key now holds only this
         # delta, which a reader's snapshot would show as the whole answer. The log starts again
         # from the whole text, as a snapshot that followers apply.
-        await self.resync(generation, seq=seq, content=text_so_far())
+        await self._resync_shared(generation, seq=seq, content=text_so_far())
 
     async def resync(self, generation: str, *, seq: int, content: str) -> None:
+        await self.local.resync(generation, seq=seq, content=content)
+        await self._resync_shared(generation, seq=seq, content=content)
+
+    async def _resync_shared(self, generation: str, *, seq: int, content: str) -> None:
         events, text = self._keys(generation)
-        async with self.redis.pipeline(transaction=True) as pipe:
+
+        def stage(pipe) -> None:
             pipe.set(text, content, ex=ACTIVE_TTL_SECONDS)
             pipe.xadd(
                 events,
@@ -538,28 +594,41 @@ class RedisEventLog:
             )
             # The stream may have been made anew by this write (after Redis lost it).
             pipe.expire(events, ACTIVE_TTL_SECONDS)
-            await pipe.execute()
+
+        await self.writes.write(stage)
 
     async def keepalive(self, generation: str) -> None:
         events, text = self._keys(generation)
-        async with self.redis.pipeline(transaction=True) as pipe:
+
+        def stage(pipe) -> None:
             pipe.expire(events, ACTIVE_TTL_SECONDS)
             pipe.expire(text, ACTIVE_TTL_SECONDS)
-            await pipe.execute()
+
+        await self.writes.write(stage)
 
     async def finish(self, generation: str, *, seq: int, done: dict[str, Any]) -> None:
         events, text = self._keys(generation)
         retention = settings.CHAT_STREAM_RETENTION_SECONDS
-        async with self.redis.pipeline(transaction=True) as pipe:
+
+        def stage(pipe) -> None:
             pipe.xadd(events, {"kind": "done", "seq": seq, "done": json.dumps(done)})
             pipe.expire(events, retention)
             pipe.expire(text, retention)
-            await pipe.execute()
+
+        # Redis first: a follower here that has the done frame may have its page reloaded on
+        # another process, which must find the log ended too.
+        try:
+            await self.writes.write(stage)
+        finally:
+            await self.local.finish(generation, seq=seq, done=done)
 
     async def discard(self, generation: str) -> None:
-        await self.redis.delete(*self._keys(generation))
+        await self.local.discard(generation)
+        await self.writes.write(lambda pipe: pipe.delete(*self._keys(generation)))
 
     async def snapshot(self, generation: str) -> Snapshot | None:
+        if self.local_reads and self.local.holds(generation):
+            return await self.local.snapshot(generation)
         events, text = self._keys(generation)
         async with self.reads.pipeline(transaction=True) as pipe:
             pipe.get(text)
@@ -571,7 +640,16 @@ class RedisEventLog:
         done = json.loads(fields["done"]) if fields.get("kind") == "done" else None
         return Snapshot(content=content or "", seq=int(fields["seq"]), cursor=entry_id, done=done)
 
-    async def follow(self, generation: str, cursor: Any = None) -> AsyncIterator[Event]:
+    def follow(self, generation: str, cursor: Any = None) -> AsyncIterator[Event]:
+        # A cursor is a position in the copy it came from: a number in this process's memory,
+        # a stream id in Redis.
+        if isinstance(cursor, int) or (
+            cursor is None and self.local_reads and self.local.holds(generation)
+        ):
+            return self.local.follow(generation, cursor)
+        return self._follow_shared(generation, cursor)
+
+    async def _follow_shared(self, generation: str, cursor: str | None) -> AsyncIterator[Event]:
         events, _ = self._keys(generation)
         subscription = self.reader.subscribe(events, cursor or "0-0")
         try:

@@ -5,10 +5,12 @@ conversations.recovery's; titles after a first answer, conversations.auto_titles
 """
 
 import asyncio
+import logging
 import uuid
 
 from channels.layers import get_channel_layer
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from chatsite.db import db_call
 from conversations import frames, groups, selectors, services
@@ -23,6 +25,10 @@ from conversations.protocol import ChatEdit, ChatRegenerate, ChatSend
 from conversations.recovery import message_interrupt_and_announce
 from conversations.services import Exchange
 
+logger = logging.getLogger(__name__)
+
+EVENT_LOG_UNAVAILABLE = "Answers cannot be started right now; try again in a moment."
+
 
 async def exchange_open(*, user, request: ChatSend | ChatRegenerate | ChatEdit) -> Exchange:
     """Save the user message and the answer's placeholder (one transaction) and open its event
@@ -30,7 +36,12 @@ async def exchange_open(*, user, request: ChatSend | ChatRegenerate | ChatEdit) 
     committed `streaming` row always finds its log."""
     assistant_id = uuid.uuid4()
     log = event_log()
-    await log.open(log_key(assistant_id))
+    try:
+        await log.open(log_key(assistant_id))
+    except (RedisError, OSError) as exc:
+        # Redis is down or restarting; nothing was written and nothing is wrong with the request.
+        logger.warning("could not open an answer's event log: %r", exc)
+        raise ChatError("unavailable", EVENT_LOG_UNAVAILABLE) from exc
     try:
         exchange = await _exchange_save(user=user, request=request, assistant_id=assistant_id)
     except BaseException:

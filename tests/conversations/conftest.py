@@ -73,6 +73,15 @@ async def clean_engine():
 
 
 @pytest.fixture
+def reads_through_redis(monkeypatch):
+    """In scale mode, sockets follow every answer through Redis, as a socket on another process
+    than the answer's does (by default a process's own answers are followed from its memory)."""
+    from conversations.eventlog import RedisEventLog
+
+    monkeypatch.setattr(RedisEventLog, "local_reads", False)
+
+
+@pytest.fixture
 def chat_config(db, encryption_keys, fake_upstream) -> ProviderConfig:
     return ProviderConfig.objects.create(
         name="fake",

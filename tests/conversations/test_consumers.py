@@ -483,7 +483,9 @@ async def test_concurrent_answers_per_user_are_limited(
 
 
 @pytest.mark.redis
-async def test_follower_that_finds_frames_trimmed_resumes_from_a_snapshot(clean_engine, settings):
+async def test_follower_that_finds_frames_trimmed_resumes_from_a_snapshot(
+    clean_engine, reads_through_redis, settings
+):
     """A socket that falls behind a long answer's capped Redis Stream must not show a hole."""
     from conversations.answers import log_key
     from conversations.consumers import ChatConsumer

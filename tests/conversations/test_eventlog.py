@@ -56,11 +56,17 @@ def assert_whole(frames: list[dict], reply: str) -> None:
 
 
 @pytest.mark.redis
+@pytest.mark.parametrize("followers", ["here", "as on another process"])
 async def test_500_sockets_on_one_process_get_every_answer_whole_through_a_small_pool(
-    clean_engine, view_thread_connections, ada, chat_config, fake_upstream, settings
-):
+    clean_engine, view_thread_connections, ada, chat_config, fake_upstream, settings, request,
+    followers,
+):  # fmt: skip
     """One Redis connection per following socket ran the pool dry past ~100 sockets: followers
-    failed, appends waited and were given up, answers arrived with holes."""
+    failed, appends waited and were given up, answers arrived with holes. Sockets follow the
+    answers of their own process from its memory, and others' through the process's one
+    reader of Redis: both ways, every answer arrives whole."""
+    if followers != "here":
+        request.getfixturevalue("reads_through_redis")
     settings.CHAT_REDIS_WRITE_CONNECTIONS = 20
     settings.CHAT_REDIS_READ_CONNECTIONS = 20
     settings.CHAT_MAX_CONCURRENT_GENERATIONS = 1000
@@ -95,8 +101,9 @@ async def test_500_sockets_on_one_process_get_every_answer_whole_through_a_small
 
 
 async def test_append_that_fails_even_when_retried_reaches_followers_as_a_snapshot(
-    open_socket, view_thread_connections, ada, chat_config, fake_upstream, monkeypatch
-):
+    open_socket, view_thread_connections, ada, chat_config, fake_upstream, monkeypatch,
+    reads_through_redis,
+):  # fmt: skip
     """Before, the frame was dropped: followers saw seq jump (or, with the in-process log, the
     next frame under the lost one's seq) and the log's text lacked it."""
     log_class = type(event_log())
@@ -128,6 +135,85 @@ async def test_append_that_fails_even_when_retried_reaches_followers_as_a_snapsh
     assert late.content == REPLY
 
 
+@pytest.mark.redis
+async def test_a_redis_append_that_fails_costs_this_process_s_followers_nothing(
+    open_socket, view_thread_connections, ada, chat_config, fake_upstream, monkeypatch
+):
+    """The socket that asked follows its answer from its process's memory: when Redis could not
+    take frame 2, it still gets every frame as a delta, and Redis's copy, for sockets on other
+    processes, is whole again from the next frame on."""
+    from conversations.eventlog import WriteBatcher
+
+    original = WriteBatcher.write
+
+    class Recording:
+        def __init__(self) -> None:
+            self.commands: list[tuple] = []
+
+        def __getattr__(self, name: str):
+            return lambda *args, **kwargs: self.commands.append((name, *args))
+
+    async def lost_at_seq_2(self, stage):
+        recording = Recording()
+        stage(recording)
+        if any(command[0] == "eval" and command[6] == 2 for command in recording.commands):
+            raise ConnectionError("event log unreachable")
+        return await original(self, stage)
+
+    monkeypatch.setattr(WriteBatcher, "write", lost_at_seq_2)
+    monkeypatch.setattr(answers, "LOG_ATTEMPTS", 2)
+    fake_upstream.behave(reply=REPLY, chunk_delay=0.05)
+    socket = await open_socket(ada)
+    await socket.send("chat.send", conversation=None, parent=None, content="Go")
+    frames = await socket.receive_until("message.done")
+    stream = [frame for frame in frames if frame["type"] in ("message.delta", "message.snapshot")]
+    assert_whole([*stream, frames[-1]], REPLY)
+    log = event_log()
+    log.local_reads = False  # this one instance reads as another process would
+    shared = await log.snapshot(answers.log_key(uuid.UUID(frames[-1]["message"])))
+    assert (shared.content, shared.done["status"]) == (REPLY, "complete")
+
+
+async def test_a_send_while_redis_is_unreachable_is_refused_as_unavailable_and_writes_nothing(
+    open_socket, view_thread_connections, ada, chat_config, settings
+):
+    """Before, the socket got `internal` ("Something went wrong"), as for a bug."""
+    from tests.live_server import free_port
+
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    socket = await open_socket(ada)
+    await socket.send("chat.send", conversation=None, parent=None, content="Go", request_id="r1")
+    [*_, error] = await socket.receive_until("error")
+    assert (error["code"], error["request_id"]) == ("unavailable", "r1")
+    assert "try again" in error["detail"]
+    assert await database_sync_to_async(Conversation.objects.count)() == 0
+
+
+@pytest.mark.redis
+async def test_a_thousand_logs_opened_at_once_go_out_in_a_few_transactions(clean_engine, settings):
+    """Each start opened its log in a transaction on a connection of its own: at 1,000
+    simultaneous sends a quarter waited out the pool's wait and failed. Now they go out
+    together (Redis's own count of EXECs tells)."""
+    settings.CHAT_REDIS_WRITE_CONNECTIONS = 2
+    log = event_log()
+
+    async def execs() -> int:
+        stats = await log.reads.info("commandstats")
+        return stats.get("cmdstat_exec", {}).get("calls", 0)
+
+    keys = [uuid.uuid4().hex for _ in range(1000)]
+    before = await execs()
+    try:
+        await asyncio.gather(*(log.open(key) for key in keys))
+        opened_in = await execs() - before
+        log.local_reads = False
+        snapshots = await asyncio.gather(*(log.snapshot(key) for key in keys[::100]))
+    finally:
+        await asyncio.gather(*(log.discard(key) for key in keys))
+    assert [(s.content, s.seq) for s in snapshots] == [("", 0)] * 10
+    assert opened_in <= 3, opened_in
+
+
 async def test_appends_written_together_fail_together_when_redis_is_unreachable():
     """Each waiting generation gets the error (and retries on its own); none waits forever."""
     import redis
@@ -150,7 +236,9 @@ async def test_appends_written_together_fail_together_when_redis_is_unreachable(
 
 
 @pytest.mark.redis
-async def test_appends_of_many_answers_at_once_each_land_in_their_own_log(clean_engine):
+async def test_appends_of_many_answers_at_once_each_land_in_their_own_log(
+    clean_engine, reads_through_redis
+):
     log = event_log()
     keys = [uuid.uuid4().hex for _ in range(50)]
     for key in keys:
@@ -169,7 +257,7 @@ async def test_appends_of_many_answers_at_once_each_land_in_their_own_log(clean_
 
 @pytest.mark.redis
 async def test_an_append_repeated_after_its_reply_was_lost_does_not_double_the_text(
-    clean_engine,
+    clean_engine, reads_through_redis
 ):
     """A retried append (its MULTI ran, its reply did not arrive) must leave the snapshot text
     as it was: the log holds that seq already."""
@@ -188,7 +276,7 @@ async def test_an_append_repeated_after_its_reply_was_lost_does_not_double_the_t
 
 @pytest.mark.redis
 async def test_an_append_to_a_log_that_redis_lost_starts_it_again_from_the_whole_text(
-    clean_engine,
+    clean_engine, reads_through_redis
 ):
     log = event_log()
     key = uuid.uuid4().hex
@@ -206,7 +294,7 @@ async def test_an_append_to_a_log_that_redis_lost_starts_it_again_from_the_whole
 
 @pytest.mark.redis
 async def test_the_reader_reads_many_streams_in_paced_xreads_and_loses_nothing(
-    clean_engine, monkeypatch
+    clean_engine, reads_through_redis, monkeypatch
 ):
     """One XREAD names every followed stream; unpaced, the reader issued one per appended entry
     or two. Paced, the number of XREADs follows the time and the number of streams, not the
@@ -243,8 +331,12 @@ async def test_the_reader_reads_many_streams_in_paced_xreads_and_loses_nothing(
         await asyncio.gather(
             *(log.append(key, seq=seq, delta=f"{seq} ", text_so_far=str) for key in keys)
         )
-    for key in keys:
-        await log.finish(key, seq=rounds, done={"type": "message.done", "message": key})
+    await asyncio.gather(
+        *(
+            log.finish(key, seq=rounds, done={"type": "message.done", "message": key})
+            for key in keys
+        )
+    )
     texts = await asyncio.wait_for(asyncio.gather(*followers), FRAME_TIMEOUT * 3)
     elapsed = loop.time() - began
     for key in keys:
