@@ -136,8 +136,10 @@ def plot(mode: str, results: dict[int, dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    parser.add_argument("--modes", default="", help="embedded, services or both (the default)")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
+    modes = [mode for mode in harness.modes() if not args.modes or mode in args.modes.split(",")]
     header = [
         "client",
         "whole",
@@ -156,7 +158,7 @@ def main() -> None:
         "The bench's own clients share the machine with the server.\n",
     ]
     with harness.upstream() as upstream_url:
-        for mode in harness.modes():
+        for mode in modes:
             results = {}
             parts.append(f"### {mode} mode\n")
             for size in sizes:

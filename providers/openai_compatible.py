@@ -16,12 +16,12 @@ from providers.errors import ModelNotFoundError, UpstreamDroppedError
 from providers.registry import register
 from providers.transport import (
     PostOptions,
+    client_lanes,
     parse_json,
     post_for_events,
     post_json,
     raise_for_status,
     request_timeout,
-    shared_client,
     translate_transport_errors,
 )
 from providers.types import SAMPLING_OPTIONS, AsyncResult, FinishReason, Messages, Usage
@@ -189,8 +189,7 @@ class OpenAICompatible(AsyncGeneratorProvider, ProviderModelMixin, RaiseErrorMix
         timeout: float | None = None,  # noqa: ASYNC109 -- passed to httpx
     ) -> list[str]:
         """The model ids `GET {api_base}/models` lists."""
-        client = shared_client(proxy)
-        with translate_transport_errors():
+        with translate_transport_errors(), client_lanes(proxy).lane() as client:
             response = await client.get(
                 f"{cls._base(api_base)}/models",
                 headers=cls._headers(api_key),

@@ -44,43 +44,98 @@ DRAIN_MAX_LINES = 100
 if importlib.util.find_spec("sniffio") is None:
     sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
-# An httpx.AsyncClient belongs to the loop it first ran on (its pool holds that loop's sockets), so
-# there is one per loop, and per proxy because httpx binds the proxy to the client.
-type _ClientsByProxy = dict[str | None, httpx.AsyncClient]
-_clients: PerLoop[_ClientsByProxy] = PerLoop(dict)
+# httpcore's pool walks every connection it holds whenever a request starts or ends, and for each
+# idle one counts the idle ones again: work quadratic in the connections of one client. With 200
+# answers streaming through one client that walk took a fifth of the server's CPU, and with 1,000
+# it starved everything else. So a loop's connections are spread over lanes, clients of at most
+# LANE_CONNECTIONS connections each (httpx offers no pool that scales; see `_Lanes`).
+LANE_CONNECTIONS = 32
 
 
-def shared_client(proxy: str | None = None) -> httpx.AsyncClient:
-    """The pooled client for the running loop (created on first use)."""
-    per_loop = _clients.get()
-    client = per_loop.get(proxy or None)
-    if client is None or client.is_closed:
-        client = httpx.AsyncClient(
+class _Lanes:
+    """The clients one loop uses for one proxy. A request takes the first lane with room: the
+    lowest, so the connections the first lanes keep are found again by the next answers. A lane
+    is added when every lane is full, up to PROVIDER_MAX_CONNECTIONS in all; past that, requests
+    wait in the least busy lane. Only the first lanes keep idle connections, so no more than
+    PROVIDER_KEEPALIVE_CONNECTIONS are kept in all."""
+
+    def __init__(self, proxy: str | None) -> None:
+        self.proxy = proxy
+        self.clients: list[httpx.AsyncClient] = []
+        self.sizes: list[int] = []
+        self.in_flight: list[int] = []
+        # One for every lane: each new context reads the CA bundle again, tens of milliseconds
+        # of the loop's time.
+        self.ssl_context = httpx.create_ssl_context(trust_env=False)
+
+    def _new_client(self, index: int, size: int) -> httpx.AsyncClient:
+        keep = settings.PROVIDER_KEEPALIVE_CONNECTIONS - index * LANE_CONNECTIONS
+        return httpx.AsyncClient(
             http1=True,
             http2=False,
-            proxy=proxy or None,
+            proxy=self.proxy,
+            verify=self.ssl_context,
             # Only the proxy configured for a provider applies, not whatever the environment says.
             trust_env=False,
             follow_redirects=False,
             timeout=request_timeout(None),
-            # Every running answer holds one connection for its whole stream: a small cap would
-            # make answers past it wait, silently, for others to end (PROVIDER_MAX_CONNECTIONS).
-            # Kept connections let the next burst of answers skip connecting (and, past TLS, a
-            # handshake each); httpx closes one left idle for 5 s.
+            # Every running answer holds one connection for its whole stream. Kept connections
+            # let the next burst of answers skip connecting (and, past TLS, a handshake each);
+            # httpx closes one left idle for 5 s.
             limits=httpx.Limits(
-                max_connections=settings.PROVIDER_MAX_CONNECTIONS,
-                max_keepalive_connections=settings.PROVIDER_KEEPALIVE_CONNECTIONS,
+                max_connections=size, max_keepalive_connections=max(0, min(size, keep))
             ),
         )
-        per_loop[proxy or None] = client
-    return client
+
+    def _pick(self) -> int:
+        for index, busy in enumerate(self.in_flight):
+            if busy < self.sizes[index]:
+                return index
+        room = settings.PROVIDER_MAX_CONNECTIONS - sum(self.sizes)
+        if room > 0:
+            size = min(LANE_CONNECTIONS, room)
+            self.clients.append(self._new_client(len(self.clients), size))
+            self.sizes.append(size)
+            self.in_flight.append(0)
+            return len(self.clients) - 1
+        return min(range(len(self.in_flight)), key=self.in_flight.__getitem__)
+
+    @contextmanager
+    def lane(self) -> Iterator[httpx.AsyncClient]:
+        """A client for one request; hold it until the response is closed."""
+        index = self._pick()
+        if self.clients[index].is_closed:
+            self.clients[index] = self._new_client(index, self.sizes[index])
+        self.in_flight[index] += 1
+        try:
+            yield self.clients[index]
+        finally:
+            self.in_flight[index] -= 1
+
+    async def aclose(self) -> None:
+        for client in self.clients:
+            await client.aclose()
+
+
+# Clients belong to the loop they first ran on (their pools hold that loop's sockets), so there
+# are lanes per loop, and per proxy because httpx binds the proxy to the client.
+_clients: PerLoop[dict[str | None, _Lanes]] = PerLoop(dict)
+
+
+def client_lanes(proxy: str | None = None) -> _Lanes:
+    """The running loop's clients for `proxy` (created on first use)."""
+    per_loop = _clients.get()
+    lanes = per_loop.get(proxy or None)
+    if lanes is None:
+        lanes = per_loop[proxy or None] = _Lanes(proxy or None)
+    return lanes
 
 
 async def close_shared_clients() -> None:
     """Close the running loop's clients; called before a loop that is about to end goes away."""
     per_loop = _clients.pop() or {}
-    for client in per_loop.values():
-        await client.aclose()
+    for lanes in per_loop.values():
+        await lanes.aclose()
 
 
 def request_timeout(timeout: float | None, connect: float | None = None) -> httpx.Timeout:
@@ -244,8 +299,8 @@ async def streamed_post(
     An error status goes through `raise_error`; network errors, also those met while the caller
     reads the body, become ProviderErrors. Leaving the block closes the response.
     """
-    with translate_transport_errors():
-        async with shared_client(proxy).stream(
+    with translate_transport_errors(), client_lanes(proxy).lane() as client:
+        async with client.stream(
             "POST", url, json=body, headers=headers, timeout=timeout
         ) as response:
             await raise_for_status(response, raise_error)

@@ -25,9 +25,9 @@ from providers.openai_compatible import OpenAICompatible
 from providers.raycast import Raycast
 from providers.transport import (
     body_lines,
+    client_lanes,
     close_shared_clients,
     request_timeout,
-    shared_client,
     sse_data,
 )
 from tests.providers.conftest import USER_HELLO
@@ -73,18 +73,18 @@ async def test_sse_passes_bare_json_lines_through():
     assert await payloads(b'{"error": "plain json line"}\n') == ['{"error": "plain json line"}']
 
 
-async def test_one_shared_client_per_loop_and_proxy():
-    client = shared_client()
-    assert shared_client() is client
-    assert shared_client("http://127.0.0.1:3128") is not client
-    other_loop_client = await asyncio.to_thread(asyncio.run, _client_in_new_loop())
-    assert other_loop_client is not client
+async def test_one_set_of_clients_per_loop_and_proxy():
+    lanes = client_lanes()
+    assert client_lanes() is lanes
+    assert client_lanes("http://127.0.0.1:3128") is not lanes
+    other_loop_lanes = await asyncio.to_thread(asyncio.run, _lanes_in_new_loop())
+    assert other_loop_lanes is not lanes
 
 
-async def _client_in_new_loop():
-    client = shared_client()
-    await client.aclose()
-    return client
+async def _lanes_in_new_loop():
+    lanes = client_lanes()
+    await lanes.aclose()
+    return lanes
 
 
 def test_timeout_bounds_reads_and_caps_connect():
@@ -283,6 +283,33 @@ async def test_a_second_burst_of_answers_reuses_the_first_bursts_connections(fak
 
     assert await together() == burst
     assert await together() == 0
+
+
+async def test_many_answers_at_once_are_spread_over_clients_of_a_few_connections_each(
+    fake_upstream, monkeypatch, settings
+):
+    """httpcore's pool does work quadratic in its connections at every request's start and end;
+    one client holding hundreds starved the server. Each client now holds at most a lane's
+    worth, every answer still streams at once, and the process's cap still holds."""
+    from providers import transport
+
+    monkeypatch.setattr(transport, "LANE_CONNECTIONS", 4)
+    settings.PROVIDER_MAX_CONNECTIONS = 10
+    settings.PROVIDER_KEEPALIVE_CONNECTIONS = 6
+    fake_upstream.behave(reply="one two three", chunk_delay=0.05)
+    answers = 14
+    results = await asyncio.gather(
+        *(stream(OpenAICompatible, "fake-model", "/v1", {}, fake_upstream) for _ in range(answers))
+    )
+    assert all(
+        "".join(c for c in chunks if isinstance(c, str)) == "one two three" for chunks in results
+    )
+    lanes = client_lanes()
+    # 10 at once in lanes of 4, 4 and 2; the last 4 waited for a free connection.
+    assert lanes.sizes == [4, 4, 2]
+    # Kept for the next answers: the first lane's 4 and 2 of the second's, no more.
+    kept = [client._transport._pool.connections for client in lanes.clients]
+    assert [len(connections) for connections in kept] == [4, 2, 0]
 
 
 # --- Stream fidelity: every character a model writes arrives, however the body is cut ---------
