@@ -85,7 +85,8 @@ def row(name: str, streams: list[Stream], limit: list[Stream], extra: list[str])
 
 
 def measure(mode: str, upstream_url: str, size: int) -> tuple[list[list[str]], dict]:
-    with harness.site(mode, upstream_url) as site:
+    # One user per stream: many people at once, each within their own answer limit.
+    with harness.site(mode, upstream_url, users=size) as site:
         ours, cpu, peak = asyncio.run(run_ours(site, size))
     limit = asyncio.run(run_clients(size, lambda s: harness.direct(upstream_url, s)))
     rows = [
@@ -95,7 +96,7 @@ def measure(mode: str, upstream_url: str, size: int) -> tuple[list[list[str]], d
     if mode == "services" and size in SCALE_OUT_SIZES:
         # The same streams over two server processes (sockets split between them, as a load
         # balancer would): what a second process adds.
-        with harness.site(mode, upstream_url, processes=2) as site:
+        with harness.site(mode, upstream_url, processes=2, users=size) as site:
             two, cpu2, peak2 = asyncio.run(run_ours(site, size))
         rows.append(
             row("ours, 2 processes", two, limit, [f"{cpu2 * 1000:.0f} ms", f"{peak2:.0f} MB"])

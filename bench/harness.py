@@ -77,7 +77,8 @@ class Site:
     """One or more server processes sharing one database (and Redis, in services mode)."""
 
     urls: list[str]
-    cookie: str
+    # One signed-in user's session cookie per bench user (sockets take them in turn).
+    cookies: list[str]
     pids: list[int]
     mode: str
 
@@ -144,21 +145,23 @@ def _site_env(mode: str, scratch: str, port: int) -> dict[str, str]:
 
 
 @contextmanager
-def site(mode: str, upstream_url: str, *, processes: int = 1, **settings: str) -> Iterator[Site]:
+def site(
+    mode: str, upstream_url: str, *, processes: int = 1, users: int = 1, **settings: str
+) -> Iterator[Site]:
     """A fresh server (`manage.py serve`) in `mode`, its database prepared; `settings` are extra
     environment variables. With `processes` > 1, that many servers on ports of their own share
     the database (and, in services mode, Redis), as behind a load balancer."""
     scratch = tempfile.mkdtemp(prefix="chat-bench-")
     ports = [free_port() for _ in range(processes)]
     env = _site_env(mode, scratch, ports[0]) | settings
-    cookie = subprocess.run(
-        [sys.executable, "-m", "bench.prepare", upstream_url],
+    cookies = subprocess.run(
+        [sys.executable, "-m", "bench.prepare", upstream_url, str(users)],
         cwd=ROOT,
         env=env,
         check=True,
         capture_output=True,
         text=True,
-    ).stdout.strip()
+    ).stdout.split()
     servers: list[tuple[subprocess.Popen, Path]] = []
     try:
         for index, port in enumerate(ports):
@@ -182,7 +185,7 @@ def site(mode: str, upstream_url: str, *, processes: int = 1, **settings: str) -
         for url, (process, log_path) in zip(urls, servers, strict=True):
             _wait_healthy(url, process, log_path)
         yield Site(
-            urls=urls, cookie=cookie, pids=[process.pid for process, _ in servers], mode=mode
+            urls=urls, cookies=cookies, pids=[process.pid for process, _ in servers], mode=mode
         )
     finally:
         for process, _ in servers:
@@ -262,7 +265,7 @@ async def ours_open(site: Site, index: int = 0):
     url = site.urls[index % len(site.urls)]
     return await connect(
         site.ws_url(index),
-        additional_headers={"Cookie": site.cookie},
+        additional_headers={"Cookie": site.cookies[index % len(site.cookies)]},
         origin=url,
         compression=None,
         proxy=None,

@@ -1,7 +1,7 @@
 """Get a database ready for a benchmark server (run in a child process with the server's
-environment): migrate, a default provider pointing at the bench upstream, a signed-in user.
+environment): migrate, a default provider pointing at the bench upstream, signed-in users.
 
-    python -m bench.prepare <upstream url>    # prints the session cookie header value
+    python -m bench.prepare <upstream url> [users]    # prints their session cookies, a line each
 """
 
 import os
@@ -31,19 +31,30 @@ def bench_provider_set(*, name: str, upstream_url: str, timeout: float = 120) ->
     )
 
 
-def prepare(upstream_url: str) -> str:
+def prepare(upstream_url: str, users: int = 1) -> list[str]:
+    """Session cookies of `users` fresh users ("many people at once" are many users: one user's
+    answers share that user's limit and row lock, which is not what a crowd does)."""
     from django.conf import settings
     from django.contrib.auth import get_user_model
-    from django.test import Client
+    from django.contrib.sessions.backends.db import SessionStore
 
     bench_provider_set(name="bench", upstream_url=upstream_url)
-    # A fresh user each time: in services mode the database outlives the run, and answers left by
+    model = get_user_model()
+    # Fresh users each time: in services mode the database outlives the run, and answers left by
     # earlier runs would make every later start slower than the last.
-    get_user_model().objects.filter(username="bench").delete()
-    user = get_user_model().objects.create(username="bench")
-    client = Client()
-    client.force_login(user)
-    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+    model.objects.filter(username__startswith="bench").delete()
+    created = model.objects.bulk_create(
+        [model(username=f"bench{index}") for index in range(users)]
+    )
+    cookies = []
+    for user in model.objects.filter(pk__in=[user.pk for user in created]).order_by("pk"):
+        session = SessionStore()
+        session["_auth_user_id"] = str(user.pk)
+        session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
+        session["_auth_user_hash"] = user.get_session_auth_hash()
+        session.create()
+        cookies.append(f"{settings.SESSION_COOKIE_NAME}={session.session_key}")
+    return cookies
 
 
 if __name__ == "__main__":
@@ -51,4 +62,4 @@ if __name__ == "__main__":
     import django
 
     django.setup()
-    print(prepare(sys.argv[1]))
+    print("\n".join(prepare(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 1)))

@@ -331,6 +331,9 @@ CHAT_MAX_CONCURRENT_GENERATIONS = env.int("CHAT_MAX_CONCURRENT_GENERATIONS", def
 # One display refresh (60 Hz): a stream of 50 tokens/s then costs no latency at all, while a fast
 # one still goes out as ~60 frames a second.
 CHAT_FRAME_INTERVAL_MS = env.int("CHAT_FRAME_INTERVAL_MS", default=16)
+# While the process runs late (more answers than its CPU keeps up with), the interval grows up to
+# this, so frames carry several tokens each instead of falling further behind.
+CHAT_FRAME_INTERVAL_MAX_MS = env.int("CHAT_FRAME_INTERVAL_MAX_MS", default=250)
 # Partial answers are saved at most this often (never per token).
 CHAT_CHECKPOINT_SECONDS = env.float("CHAT_CHECKPOINT_SECONDS", default=1.0)
 # A `streaming` answer not saved for this long belongs to a dead process: it becomes

@@ -2,7 +2,8 @@
 
 A generation reads the provider's stream through a pump task into a queue, coalesces tokens into
 frames (a token arriving more than CHAT_FRAME_INTERVAL_MS after the last frame goes out at once,
-later ones at the end of the interval: at most one frame per interval), appends each frame to the
+later ones at the end of the interval: at most one frame per interval; the interval grows while
+the process runs late, see LoopLag), appends each frame to the
 answer's event log (conversations.eventlog) for every subscriber on every process to read, and
 saves the partial text in the background at most once per CHAT_CHECKPOINT_SECONDS. Whatever ends
 it (the provider finishing or failing, a stop, the process shutting down) the text so far is kept.
@@ -73,24 +74,6 @@ def _answer_too_long() -> ProviderError:
     )
 
 
-async def _with_idle_limit(stream, seconds: float):
-    """The stream's chunks; once the first has come, a wait of more than `seconds` for the next
-    ends it with a ProviderError (`answer_idle`). The first chunk may take as long as the
-    provider's own timeout allows (a model may think, or queue, before it writes)."""
-    chunk = await anext(stream, _END)
-    while chunk is not _END:
-        yield chunk
-        try:
-            chunk = await asyncio.wait_for(anext(stream, _END), seconds)
-        except ProviderError:
-            raise
-        except TimeoutError:
-            raise ProviderError(
-                f"The provider sent nothing for {seconds:g} seconds, so the answer was ended.",
-                code="answer_idle",
-            ) from None
-
-
 @dataclass
 class _Pacing:
     """When a running answer last sent a frame, saved its text and showed it was alive."""
@@ -117,6 +100,39 @@ class _Pacing:
         # at about the same moment, and the engine's writer saves them together.
         tick = self.checkpoint_every
         return now // tick != self.last_save // tick and length != self.saved_len
+
+
+class LoopLag:
+    """How late this event loop runs what is due, and the frame interval that follows from it.
+
+    A frame per token costs the same CPU whatever the load (a log append, a wake-up of each
+    follower, a WebSocket message), so a process streaming more than it can keep up with fell
+    further behind with every token. When the loop runs late anyway, frames wait up to as long
+    as it is late (CHAT_FRAME_INTERVAL_MAX_MS at most) and carry several tokens each: no later
+    than the loop would have delivered them, for a fraction of the work. An idle process keeps
+    CHAT_FRAME_INTERVAL_MS.
+    """
+
+    PERIOD = 0.05
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    async def measure_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + self.PERIOD
+            await asyncio.sleep(self.PERIOD)
+            self.observe(loop.time() - due)
+
+    def observe(self, late: float) -> None:
+        # Up at once, down over a few periods: one quiet moment in a busy stretch should not
+        # bring back a frame per token.
+        self.seconds = late if late > self.seconds else 0.7 * self.seconds + 0.3 * late
+
+    def frame_interval(self) -> float:
+        base = settings.CHAT_FRAME_INTERVAL_MS / 1000
+        return max(base, min(settings.CHAT_FRAME_INTERVAL_MAX_MS / 1000, self.seconds))
 
 
 class Generation:
@@ -161,8 +177,7 @@ class Generation:
             # However the upstream behaves, an answer ends: an unwatched endless one would hold
             # one of its user's slots and an upstream connection until someone stopped it.
             async with asyncio.timeout(settings.CHAT_MAX_ANSWER_SECONDS), aclosing(stream):
-                async for chunk in _with_idle_limit(stream, settings.CHAT_ANSWER_IDLE_SECONDS):
-                    self.queue.put_nowait(chunk)
+                await self._read(stream)
         except ProviderError as exc:
             self.queue.put_nowait(_Failure(exc))
         except TimeoutError:
@@ -172,6 +187,29 @@ class Generation:
             self.queue.put_nowait(_Failure(ProviderError(code="internal")))
         else:
             self.queue.put_nowait(_END)
+
+    async def _read(self, stream) -> None:
+        """Queue the stream's chunks. The first may take as long as the provider's own timeout
+        allows (a model may think, or queue, before it writes); after it, a wait of more than
+        CHAT_ANSWER_IDLE_SECONDS for the next ends the answer (`answer_idle`). One timeout is
+        moved on at each chunk: a wait_for per chunk cost several times as much."""
+        loop = asyncio.get_running_loop()
+        seconds = settings.CHAT_ANSWER_IDLE_SECONDS
+        idle = asyncio.timeout(None)
+        chunk = await anext(stream, _END)
+        try:
+            async with idle:
+                while chunk is not _END:
+                    self.queue.put_nowait(chunk)
+                    idle.reschedule(loop.time() + seconds)
+                    chunk = await anext(stream, _END)
+        except TimeoutError:
+            if not idle.expired():
+                raise  # the answer's own time limit, not this one
+            raise ProviderError(
+                f"The provider sent nothing for {seconds:g} seconds, so the answer was ended.",
+                code="answer_idle",
+            ) from None
 
     def _save_in_background(self, content: str | None) -> None:
         """Checkpoint without holding up the frames; at most one save in flight. The engine's
@@ -217,13 +255,19 @@ class Generation:
         """Take the pump's items until the answer ends: frames on the interval, checkpoints on
         the shared clock, liveness when silent."""
         pacing = _Pacing()
+        lag = generation_engine().lag
         while True:
-            try:
-                item = await asyncio.wait_for(
-                    self.queue.get(), pacing.wait_seconds(pending=bool(pending))
-                )
-            except TimeoutError:
-                item = None
+            pacing.interval = lag.frame_interval()
+            if not self.queue.empty():
+                # Under load the queue is seldom empty: no timer for the common case.
+                item = self.queue.get_nowait()
+            else:
+                try:
+                    item = await asyncio.wait_for(
+                        self.queue.get(), pacing.wait_seconds(pending=bool(pending))
+                    )
+                except TimeoutError:
+                    item = None
             now = time.monotonic()
             ending = self._take(item, pending)
             if ending is not None:
@@ -375,6 +419,7 @@ class Engine:
         self._started = asyncio.Lock()
         self._background: list[asyncio.Task[Any]] = []
         self.checkpoints = CheckpointWriter()
+        self.lag = LoopLag()
 
     async def ensure_started(self) -> None:
         async with self._started:
@@ -385,6 +430,7 @@ class Engine:
             self._background = [
                 asyncio.create_task(self._listen(), name="chat-engine-listen"),
                 asyncio.create_task(self._sweep_forever(), name="chat-engine-sweep"),
+                asyncio.create_task(self.lag.measure_forever(), name="chat-engine-lag"),
             ]
             hook_server_shutdown(self)
 

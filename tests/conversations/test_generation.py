@@ -448,3 +448,74 @@ async def test_a_stopped_checkpoint_writer_leaves_nobody_waiting(clean_engine):
     done, pending = await asyncio.wait([first, second], timeout=5)
     assert pending == set()
     assert all(isinstance(future.exception(), RuntimeError) for future in done)
+
+
+async def test_frames_carry_several_tokens_while_the_process_runs_late(
+    clean_engine, ada, chat_config, fake_upstream, settings, monkeypatch
+):
+    """A token every 20 ms, each its own frame on an idle process (interval 16 ms). On a process
+    running 200 ms late, a frame per token only made it later: frames then leave 200 ms apart,
+    each carrying what arrived meanwhile, and the answer still arrives whole."""
+    settings.CHAT_FRAME_INTERVAL_MS = 16
+    settings.CHAT_FRAME_INTERVAL_MAX_MS = 200
+    log_class = type(event_log())
+    original = log_class.append
+    deltas: list[str] = []
+
+    async def recorded(self, key, *, seq, delta, text_so_far):
+        deltas.append(delta)
+        await original(self, key, seq=seq, delta=delta, text_so_far=text_so_far)
+
+    monkeypatch.setattr(log_class, "append", recorded)
+    reply = " ".join(f"t{i}" for i in range(40))
+    fake_upstream.behave(reply=reply, chunk_delay=0.02)
+
+    lag = generation_engine().lag
+    monkeypatch.setattr(lag, "observe", lambda late: None)
+    lag.seconds = 0.0
+    await run_answer(ada)
+    assert "".join(deltas) == reply
+    # Each token its own frame (a busy test machine may join some).
+    assert len(deltas) >= 20, deltas
+
+    deltas.clear()
+    lag.seconds = 0.5  # capped at 200 ms
+    exchange = await run_answer(ada)
+    assert "".join(deltas) == reply
+    # 0.8 s of tokens in frames at least 200 ms apart: the first, then at most 4 more, and the
+    # rest when the answer ends.
+    assert len(deltas) <= 6, deltas
+    saved = await row(exchange.assistant_message.id)
+    assert saved.content == reply
+
+
+def test_the_frame_interval_follows_the_loop_s_lateness_between_its_bounds(settings):
+    settings.CHAT_FRAME_INTERVAL_MS = 16
+    settings.CHAT_FRAME_INTERVAL_MAX_MS = 250
+    lag = engine.LoopLag()
+    assert lag.frame_interval() == 0.016
+    lag.observe(0.1)
+    assert lag.frame_interval() == 0.1
+    lag.observe(2.0)
+    assert lag.frame_interval() == 0.25
+    # Back down over a few quiet periods, not at the first.
+    lag.observe(0.0)
+    assert lag.frame_interval() == 0.25
+    for _ in range(20):
+        lag.observe(0.0)
+    assert lag.frame_interval() == 0.016
+
+
+async def test_the_lag_monitor_sees_a_blocked_loop(clean_engine):
+    monitor = engine.LoopLag()
+    task = asyncio.create_task(monitor.measure_forever())
+    try:
+        await asyncio.sleep(0.06)
+        time.sleep(0.3)  # noqa: ASYNC251 -- the loop is blocked on purpose: whatever was due waits
+        for _ in range(100):
+            if monitor.seconds >= 0.1:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+    assert monitor.seconds >= 0.1
