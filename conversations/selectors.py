@@ -8,11 +8,10 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
-from django.db.models import Count, F, Q, Subquery, Window
-from django.db.models.functions import Coalesce, RowNumber
+from django.db.models import F, Q, Window
+from django.db.models.functions import RowNumber
 
 from conversations.models import (
     ApiCall,
@@ -86,30 +85,28 @@ def message_ids_stale_streaming(*, saved_before: datetime) -> list[uuid.UUID]:
 def answer_count_running_for_user(*, user: AbstractBaseUser, calls_alive_since: datetime) -> int:
     """The user's running answers, chat and API together (API calls refreshed since
     `calls_alive_since`), in one query: it runs on every start of an answer."""
-    streaming = (
-        Message.objects.filter(conversation__owner=user, status=Message.Status.STREAMING)
-        .order_by()
-        .values("status")
-        .annotate(count=Count("pk"))
-        .values("count")
+    # Written as SQL: the ORM took longer to build the two subqueries (about 2 ms of the
+    # process's time, on every start, under the lock that orders one user's starts) than the
+    # database took to answer them.
+    quote = connection.ops.quote_name
+    message, conversation, call = Message._meta, Conversation._meta, ApiCall._meta
+
+    def col(meta, name: str) -> str:
+        return quote(meta.get_field(name).column)
+
+    sql = (
+        f"SELECT (SELECT COUNT(*) FROM {quote(message.db_table)} m"
+        f" INNER JOIN {quote(conversation.db_table)} c"
+        f" ON m.{col(message, 'conversation')} = c.{col(conversation, 'id')}"
+        f" WHERE c.{col(conversation, 'owner')} = %s AND m.{col(message, 'status')} = %s)"
+        f" + (SELECT COUNT(*) FROM {quote(call.db_table)} WHERE {col(call, 'user')} = %s"
+        f" AND {col(call, 'status')} = %s AND {col(call, 'alive_at')} >= %s)"
     )
-    calls = (
-        ApiCall.objects.filter(
-            user=user, status=ApiCall.Status.RUNNING, alive_at__gte=calls_alive_since
-        )
-        .order_by()
-        .values("status")
-        .annotate(count=Count("pk"))
-        .values("count")
-    )
-    counts = (
-        get_user_model()
-        .objects.filter(pk=user.pk)
-        .annotate(answers=Coalesce(Subquery(streaming), 0), calls=Coalesce(Subquery(calls), 0))
-        .values_list("answers", "calls")
-        .first()
-    )
-    return sum(counts) if counts else 0
+    since = call.get_field("alive_at").get_db_prep_value(calls_alive_since, connection)
+    params = [user.pk, Message.Status.STREAMING, user.pk, ApiCall.Status.RUNNING, since]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()[0]
 
 
 # --- Reads for the chat pages (sidebar, branch pages, sibling arrows) ---------------------------

@@ -137,3 +137,39 @@ async def test_many_simultaneous_sends_all_succeed(chat_config, django_user_mode
 
     assert len({exchange.conversation.id for exchange in exchanges}) == 60
     assert await db_call(Message.objects.count)() == 120
+
+
+def test_checkpoints_of_many_answers_land_each_in_its_own_row(ada, chat_config):
+    """Checkpoints are written in SQL of our own: every text lands in its answer's row, however
+    awkward (quotes, backslashes, percent signs, emoji), in a few statements for hundreds of
+    answers; an answer that has ended meanwhile is left alone."""
+    conversation = Conversation.objects.create(owner=ada)
+    streaming = Message.objects.bulk_create(
+        Message(
+            conversation=conversation,
+            role=Message.Role.ASSISTANT,
+            status=Message.Status.STREAMING,
+            content="",
+        )
+        for _ in range(650)
+    )
+    ended = Message.objects.create(
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.COMPLETE,
+        content="final",
+    )
+    texts = {m.id: f"answer {i}: 'quoted' \\ 100% 🙂 %s" for i, m in enumerate(streaming[:-1])}
+    stamp_only = streaming[-1]
+    with CaptureQueriesContext(connection) as queries:
+        services.message_checkpoint_many(
+            checkpoints={**texts, ended.id: "overwritten?", stamp_only.id: None}
+        )
+    rows = dict(Message.objects.values_list("id", "content"))
+    assert all(rows[key] == text for key, text in texts.items())
+    assert rows[ended.id] == "final"
+    assert rows[stamp_only.id] == ""
+    updates = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+    # 650 texts in statements of 300, and the stamp alone.
+    assert len(updates) == 4, updates
+    assert Message.objects.get(pk=stamp_only.pk).checkpointed_at is not None
