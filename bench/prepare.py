@@ -34,20 +34,25 @@ def bench_provider_set(*, name: str, upstream_url: str, timeout: float = 120) ->
 def prepare(upstream_url: str, users: int = 1) -> list[str]:
     """Session cookies of `users` fresh users ("many people at once" are many users: one user's
     answers share that user's limit and row lock, which is not what a crowd does)."""
-    from django.conf import settings
     from django.contrib.auth import get_user_model
-    from django.contrib.sessions.backends.db import SessionStore
 
     bench_provider_set(name="bench", upstream_url=upstream_url)
     model = get_user_model()
     # Fresh users each time: in services mode the database outlives the run, and answers left by
     # earlier runs would make every later start slower than the last.
     model.objects.filter(username__startswith="bench").delete()
-    created = model.objects.bulk_create(
-        [model(username=f"bench{index}") for index in range(users)]
-    )
+    created = model.objects.bulk_create([model(username=f"bench{index}") for index in range(users)])
+    return session_cookies(model.objects.filter(pk__in=[user.pk for user in created]))
+
+
+def session_cookies(users) -> list[str]:
+    """A signed-in session for each of `users` (a queryset), as Cookie header values, in order of
+    their primary keys."""
+    from django.conf import settings
+    from django.contrib.sessions.backends.db import SessionStore
+
     cookies = []
-    for user in model.objects.filter(pk__in=[user.pk for user in created]).order_by("pk"):
+    for user in users.order_by("pk"):
         session = SessionStore()
         session["_auth_user_id"] = str(user.pk)
         session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"

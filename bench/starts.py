@@ -89,26 +89,16 @@ def prepare(users: int, upstream_url: str) -> None:
     import django
 
     django.setup()
-    from django.conf import settings
     from django.contrib.auth import get_user_model
-    from django.contrib.sessions.backends.db import SessionStore
 
-    from bench.prepare import bench_provider_set
+    from bench.prepare import bench_provider_set, session_cookies
 
     bench_provider_set(name="bench", upstream_url=upstream_url)
     model = get_user_model()
     names = [f"bench{i}" for i in range(users)]
     existing = set(model.objects.filter(username__in=names).values_list("username", flat=True))
     model.objects.bulk_create([model(username=name) for name in names if name not in existing])
-    cookies = []
-    for user in model.objects.filter(username__in=names).order_by("username"):
-        session = SessionStore()
-        session["_auth_user_id"] = str(user.pk)
-        session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
-        session["_auth_user_hash"] = user.get_session_auth_hash()
-        session.create()
-        cookies.append(f"{settings.SESSION_COOKIE_NAME}={session.session_key}")
-    print(json.dumps(cookies))
+    print(json.dumps(session_cookies(model.objects.filter(username__in=names))))
 
 
 class Services:

@@ -55,6 +55,18 @@ def assert_whole(frames: list[dict], reply: str) -> None:
     assert (done["status"], done["content"]) == ("complete", reply)
 
 
+async def answer_with_two_tries(open_socket, user, fake_upstream, monkeypatch):
+    """One question answered with each event-log write tried twice; the answer's delta and
+    snapshot frames, and its done frame."""
+    monkeypatch.setattr(answers, "LOG_ATTEMPTS", 2)
+    fake_upstream.behave(reply=REPLY, chunk_delay=0.05)
+    socket = await open_socket(user)
+    await socket.send("chat.send", conversation=None, parent=None, content="Go")
+    frames = await socket.receive_until("message.done")
+    stream = [frame for frame in frames if frame["type"] in ("message.delta", "message.snapshot")]
+    return stream, frames[-1]
+
+
 @pytest.mark.redis
 @pytest.mark.parametrize("followers", ["here", "as on another process"])
 async def test_500_sockets_on_one_process_get_every_answer_whole_through_a_small_pool(
@@ -115,12 +127,7 @@ async def test_append_that_fails_even_when_retried_reaches_followers_as_a_snapsh
         await original(self, key, seq=seq, delta=delta, text_so_far=text_so_far)
 
     monkeypatch.setattr(log_class, "append", lost_at_seq_2)
-    monkeypatch.setattr(answers, "LOG_ATTEMPTS", 2)
-    fake_upstream.behave(reply=REPLY, chunk_delay=0.05)
-    socket = await open_socket(ada)
-    await socket.send("chat.send", conversation=None, parent=None, content="Go")
-    frames = await socket.receive_until("message.done")
-    stream = [frame for frame in frames if frame["type"] in ("message.delta", "message.snapshot")]
+    stream, done = await answer_with_two_tries(open_socket, ada, fake_upstream, monkeypatch)
     first, snapshot, *deltas = stream
     assert (first["type"], first["seq"]) == ("message.delta", 1)
     # The lost frame's text arrives inside the next one, a snapshot; live deltas continue.
@@ -129,9 +136,9 @@ async def test_append_that_fails_even_when_retried_reaches_followers_as_a_snapsh
     text = ""
     for frame in stream:
         text = frame["content"] if frame["type"] == "message.snapshot" else text + frame["delta"]
-    assert text == REPLY == frames[-1]["content"]
+    assert text == REPLY == done["content"]
     # A socket that catches up from a snapshot of the log gets the whole text too.
-    late = await event_log().snapshot(answers.log_key(uuid.UUID(frames[-1]["message"])))
+    late = await event_log().snapshot(answers.log_key(uuid.UUID(done["message"])))
     assert late.content == REPLY
 
 
@@ -161,16 +168,11 @@ async def test_a_redis_append_that_fails_costs_this_process_s_followers_nothing(
         return await original(self, stage)
 
     monkeypatch.setattr(WriteBatcher, "write", lost_at_seq_2)
-    monkeypatch.setattr(answers, "LOG_ATTEMPTS", 2)
-    fake_upstream.behave(reply=REPLY, chunk_delay=0.05)
-    socket = await open_socket(ada)
-    await socket.send("chat.send", conversation=None, parent=None, content="Go")
-    frames = await socket.receive_until("message.done")
-    stream = [frame for frame in frames if frame["type"] in ("message.delta", "message.snapshot")]
-    assert_whole([*stream, frames[-1]], REPLY)
+    stream, done = await answer_with_two_tries(open_socket, ada, fake_upstream, monkeypatch)
+    assert_whole([*stream, done], REPLY)
     log = event_log()
     log.local_reads = False  # this one instance reads as another process would
-    shared = await log.snapshot(answers.log_key(uuid.UUID(frames[-1]["message"])))
+    shared = await log.snapshot(answers.log_key(uuid.UUID(done["message"])))
     assert (shared.content, shared.done["status"]) == (REPLY, "complete")
 
 
