@@ -213,12 +213,23 @@ async def _read_answer(socket, answer: Answer) -> None:
 
 
 def _whole(answer: Answer, expected: str) -> bool:
+    return _fault(answer, expected) is None
+
+
+def _fault(answer: Answer, expected: str) -> str | None:
+    """Why the answer did not arrive whole (None: it did)."""
+    if answer.error:
+        return answer.error
+    if answer.done is None:
+        return f"unfinished after {ROUND_TIMEOUT:g} s"
     if answer.status != "complete" or answer.content != expected:
-        return False
+        return f"ended {answer.status}"
     seqs = [seq for seq, _ in answer.deltas]
     if seqs != list(range(seqs[0], seqs[0] + len(seqs))) if seqs else True:
-        return False
-    return "".join(text for _, text in answer.deltas) == expected
+        return "seq gap"
+    if "".join(text for _, text in answer.deltas) != expected:
+        return "text differs"
+    return None
 
 
 async def one_round(services: Services, sockets: int, tokens: int, delay: float) -> dict:
@@ -256,7 +267,7 @@ async def one_round(services: Services, sockets: int, tokens: int, delay: float)
         "first_p99": _pct(firsts, 99),
         "late_p99": _pct(lateness, 99),
         "whole": sum(_whole(a, expected) for a in answers),
-        "errors": sorted({a.error for a in answers if a.error}),
+        "errors": sorted({fault for a in answers if (fault := _fault(a, expected))}),
         "cpu_per_answer_ms": cpu * 1000 / sockets,
     }
 
