@@ -59,6 +59,9 @@ READ_ATTEMPTS = 5
 # this long apart per followed stream (10 ms at 1,000 streams, 0.1 ms at 10): a token waits at
 # most that long, and each read carries the entries of all the streams that advanced meanwhile.
 READ_PACE_SECONDS_PER_STREAM = 0.00001
+# How long a process keeps its in-memory copy of an answer it finished (scale mode), for the
+# sockets that were following it to read the end.
+LOCAL_KEEP_SECONDS = 10
 # How long past BLOCK_MS one XREAD may take before the reader treats Redis as hung.
 READ_GRACE_SECONDS = 5
 
@@ -119,17 +122,32 @@ class _Buffer:
         self.length = 0
         self.seq = 0
         self.done: dict[str, Any] | None = None
+        # Discarded or forgotten: its followers stop (and read the row instead).
+        self.gone = False
         self.changed = asyncio.Condition()
 
 
 class MemoryEventLog:
-    """One event loop's logs; the cursor is the number of events already read."""
+    """One event loop's logs; the cursor is the number of events already read.
 
-    def __init__(self) -> None:
+    `keep_seconds`: how long a finished log stays (None: CHAT_STREAM_RETENTION_SECONDS, for
+    late readers). `expire_seconds`: when set, a log that is never finished is dropped that long
+    after it opened, as Redis expires its keys.
+    """
+
+    def __init__(
+        self, *, keep_seconds: float | None = None, expire_seconds: float | None = None
+    ) -> None:
         self._buffers: dict[str, _Buffer] = {}
+        self.keep_seconds = keep_seconds
+        self.expire_seconds = expire_seconds
 
     async def open(self, generation: str) -> None:
-        self._buffers[generation] = _Buffer()
+        buffer = self._buffers[generation] = _Buffer()
+        if self.expire_seconds is not None:
+            asyncio.get_running_loop().call_later(
+                self.expire_seconds, self._forget, generation, buffer
+            )
 
     def holds(self, generation: str) -> bool:
         return generation in self._buffers
@@ -179,16 +197,28 @@ class MemoryEventLog:
         async with buffer.changed:
             buffer.done = done
             buffer.changed.notify_all()
+        keep = self.keep_seconds
         asyncio.get_running_loop().call_later(
-            settings.CHAT_STREAM_RETENTION_SECONDS, self._forget, generation, buffer
+            settings.CHAT_STREAM_RETENTION_SECONDS if keep is None else keep,
+            self._forget,
+            generation,
+            buffer,
         )
 
     def _forget(self, generation: str, buffer: _Buffer) -> None:
         if self._buffers.get(generation) is buffer:
             del self._buffers[generation]
+            if buffer.done is None:
+                # Never finished here (its process's engine never ran it, or another process
+                # ended it): whoever still follows it stops, and reads the row instead.
+                buffer.gone = True
+                asyncio.get_running_loop().create_task(_notify(buffer))
 
     async def discard(self, generation: str) -> None:
-        self._buffers.pop(generation, None)
+        buffer = self._buffers.pop(generation, None)
+        if buffer is not None:
+            buffer.gone = True
+            await _notify(buffer)
 
     async def snapshot(self, generation: str) -> Snapshot | None:
         buffer = self._buffers.get(generation)
@@ -209,16 +239,25 @@ class MemoryEventLog:
         while True:
             async with buffer.changed:
                 await buffer.changed.wait_for(
-                    lambda read=position: len(buffer.events) > read or buffer.done is not None
+                    lambda read=position: (
+                        len(buffer.events) > read or buffer.done is not None or buffer.gone
+                    )
                 )
                 fresh = buffer.events[position:]
                 done = buffer.done
+            if buffer.gone and done is None and not fresh:
+                return  # discarded: the consumer reads how the answer ended from its row
             for event in fresh:
                 position += 1
                 yield event
             if done is not None and position == len(buffer.events):
                 yield Event(seq=buffer.seq, done=done)
                 return
+
+
+async def _notify(buffer: _Buffer) -> None:
+    async with buffer.changed:
+        buffer.changed.notify_all()
 
 
 def _stream_id(entry_id: str) -> tuple[int, int]:
@@ -476,7 +515,12 @@ class WriteBatcher:
     async def _write(self) -> None:
         try:
             while self.pending:
-                batch, self.pending = self.pending, []
+                # A write whose caller gave up (a timed-out attempt, retried on its own) is not
+                # sent: while Redis is slow those would only make every batch longer.
+                batch = [entry for entry in self.pending if not entry[1].cancelled()]
+                self.pending = []
+                if not batch:
+                    continue
                 try:
                     replies = await self._write_batch(batch)
                 except Exception as exc:
@@ -540,8 +584,10 @@ class RedisEventLog:
         self.reader = StreamReader(url, writer=self.redis, checker=self.reads)
         self.writes = WriteBatcher(self.redis)
         # The answers this process writes, as the in-process log keeps them: followed here
-        # without a round trip through Redis, and without the reader's pace.
-        self.local = MemoryEventLog()
+        # without a round trip through Redis, and without the reader's pace. Only while they
+        # run and shortly after: late readers have Redis's copy, and a copy per finished
+        # answer for CHAT_STREAM_RETENTION_SECONDS would cost a busy process gigabytes.
+        self.local = MemoryEventLog(keep_seconds=LOCAL_KEEP_SECONDS, expire_seconds=_expiry())
 
     @staticmethod
     def _keys(generation: str) -> tuple[str, str]:
@@ -672,8 +718,15 @@ class RedisEventLog:
         await self.reads.aclose(close_connection_pool=True)
 
 
+def _expiry() -> float:
+    """When an in-memory log that was never finished is dropped: after any answer has ended."""
+    return max(ACTIVE_TTL_SECONDS, settings.CHAT_MAX_ANSWER_SECONDS + 60)
+
+
 def _new_event_log() -> EventLog:
-    return RedisEventLog(settings.REDIS_URL) if settings.REDIS_URL else MemoryEventLog()
+    if settings.REDIS_URL:
+        return RedisEventLog(settings.REDIS_URL)
+    return MemoryEventLog(expire_seconds=_expiry())
 
 
 # Each event loop gets its own log: asyncio primitives and Redis connections belong to its loop.

@@ -7,6 +7,7 @@ conversations.recovery's; titles after a first answer, conversations.auto_titles
 import asyncio
 import logging
 import uuid
+from contextlib import suppress
 
 from channels.layers import get_channel_layer
 from django.utils import timezone
@@ -45,7 +46,10 @@ async def exchange_open(*, user, request: ChatSend | ChatRegenerate | ChatEdit) 
     try:
         exchange = await _exchange_save(user=user, request=request, assistant_id=assistant_id)
     except BaseException:
-        await log.discard(log_key(assistant_id))
+        # The cause (a refusal, a database error) is what the user hears of, not a failed
+        # cleanup; Redis expires what is left.
+        with suppress(Exception):
+            await log.discard(log_key(assistant_id))
         raise
     if not has_images(exchange.history):
         return exchange  # no thread hop before the first token

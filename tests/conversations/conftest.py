@@ -72,6 +72,14 @@ async def clean_engine():
         await layer.close_pools()
 
 
+@pytest.fixture(autouse=True)
+def frame_interval_fixed(settings):
+    """Frames on CHAT_FRAME_INTERVAL_MS whatever the test machine's load: the interval grows
+    while the loop runs late (engine.LoopLag), which a busy machine would otherwise bring to
+    tests that count frames. The tests of that growth set their own bound."""
+    settings.CHAT_FRAME_INTERVAL_MAX_MS = 0
+
+
 @pytest.fixture
 def reads_through_redis(monkeypatch):
     """In scale mode, sockets follow every answer through Redis, as a socket on another process

@@ -110,6 +110,8 @@ async def test_500_sockets_on_one_process_get_every_answer_whole_through_a_small
     for frames in received:
         assert_whole(frames, REPLY)
     assert len({frames[-1]["message"] for frames in received}) == answers
+    # Followed from this process's memory, or through its one reader of Redis.
+    assert (event_log().reader.task is None) == (followers == "here")
 
 
 async def test_append_that_fails_even_when_retried_reaches_followers_as_a_snapshot(
@@ -214,6 +216,66 @@ async def test_a_thousand_logs_opened_at_once_go_out_in_a_few_transactions(clean
         await asyncio.gather(*(log.discard(key) for key in keys))
     assert [(s.content, s.seq) for s in snapshots] == [("", 0)] * 10
     assert opened_in <= 3, opened_in
+
+
+async def test_a_follower_of_an_answer_discarded_meanwhile_stops(clean_engine):
+    """A socket following a log that is then discarded (its start failed after the row was
+    seen) must not wait forever: it stops, and the consumer reads the row."""
+    log = event_log()
+    key = uuid.uuid4().hex
+    await log.open(key)
+
+    async def follow() -> list:
+        return [event async for event in log.follow(key)]
+
+    follower = asyncio.create_task(follow())
+    await asyncio.sleep(0.05)
+    await log.discard(key)
+    assert await asyncio.wait_for(follower, FRAME_TIMEOUT) == []
+
+
+async def test_a_log_never_finished_is_dropped_and_its_followers_stop():
+    """Redis expires an answer's keys if nothing finishes it; the in-memory log does too."""
+    from conversations.eventlog import MemoryEventLog
+
+    log = MemoryEventLog(expire_seconds=0.2)
+    await log.open("orphan")
+    await log.append("orphan", seq=1, delta="half", text_so_far=lambda: "half")
+
+    async def follow() -> list:
+        return [event async for event in log.follow("orphan")]
+
+    events = await asyncio.wait_for(follow(), FRAME_TIMEOUT)
+    assert [event.delta for event in events] == ["half"]
+    assert not log.holds("orphan")
+
+
+@pytest.mark.redis
+async def test_a_process_keeps_its_copy_of_a_finished_answer_briefly_then_reads_redis(
+    clean_engine, monkeypatch
+):
+    """A copy per finished answer for the whole retention would cost a busy process gigabytes;
+    late readers get Redis's copy instead."""
+    from conversations import eventlog
+
+    monkeypatch.setattr(eventlog, "LOCAL_KEEP_SECONDS", 0.1)
+    log = event_log()
+    key = uuid.uuid4().hex
+    await log.open(key)
+    await log.append(key, seq=1, delta="all of it", text_so_far=lambda: "all of it")
+    await log.finish(key, seq=1, done={"type": "message.done", "message": key})
+    try:
+        assert log.local.holds(key)
+        for _ in range(200):
+            if not log.local.holds(key):
+                break
+            await asyncio.sleep(0.01)
+        snapshot = await log.snapshot(key)
+    finally:
+        await log.discard(key)
+    assert not log.local.holds(key)
+    assert (snapshot.content, snapshot.done["message"]) == ("all of it", key)
+    assert isinstance(snapshot.cursor, str)  # Redis's
 
 
 async def test_appends_written_together_fail_together_when_redis_is_unreachable():
