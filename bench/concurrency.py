@@ -153,8 +153,8 @@ def main() -> None:
     ]
     parts = [
         "## Many streams at once\n",
-        f"N streams sent at once, each {TOKENS} tokens at 20 tok/s, on one server process "
-        "(and, in services mode at N = 500 and 1,000, also on two). "
+        f"N streams sent at once by N users, each {TOKENS} tokens at 20 tok/s, on one server "
+        "process (and, in services mode at N = 500 and 1,000, also on two). "
         "*Late by*: the last token's arrival after the upstream's schedule (send time + 5 s). "
         "The bench's own clients share the machine with the server.\n",
     ]
