@@ -402,12 +402,8 @@ async def test_finished_answer_keeps_its_rendering_for_the_pages(
     assert "<strong>bold</strong>" in message_html(saved)
 
 
-async def test_frames_leave_at_once_after_a_pause_and_at_most_once_per_interval(
-    clean_engine, ada, chat_config, fake_upstream, settings, monkeypatch
-):
-    """Coalescing: the first token goes out alone, at once (leading edge); then, at full speed,
-    frames leave no closer together than the interval, each carrying what arrived meanwhile."""
-    settings.CHAT_FRAME_INTERVAL_MS = 50
+def frames_appended(monkeypatch) -> list[tuple[float, str]]:
+    """Every frame the engine appends to an event log from now on: (when, delta)."""
     log_class = type(event_log())
     original = log_class.append
     appended: list[tuple[float, str]] = []
@@ -417,6 +413,16 @@ async def test_frames_leave_at_once_after_a_pause_and_at_most_once_per_interval(
         await original(self, key, seq=seq, delta=delta, text_so_far=text_so_far)
 
     monkeypatch.setattr(log_class, "append", timed)
+    return appended
+
+
+async def test_frames_leave_at_once_after_a_pause_and_at_most_once_per_interval(
+    clean_engine, ada, chat_config, fake_upstream, settings, monkeypatch
+):
+    """Coalescing: the first token goes out alone, at once (leading edge); then, at full speed,
+    frames leave no closer together than the interval, each carrying what arrived meanwhile."""
+    settings.CHAT_FRAME_INTERVAL_MS = 50
+    appended = frames_appended(monkeypatch)
     reply = " ".join(f"t{i}" for i in range(300))
     fake_upstream.behave(reply=reply, chunk_delay=0.002)
     exchange = await run_answer(ada)
@@ -458,15 +464,7 @@ async def test_frames_carry_several_tokens_while_the_process_runs_late(
     200 ms apart, each carrying what arrived meanwhile, and the answer still arrives whole."""
     settings.CHAT_FRAME_INTERVAL_MS = 16
     settings.CHAT_FRAME_INTERVAL_MAX_MS = 200
-    log_class = type(event_log())
-    original = log_class.append
-    appended: list[tuple[float, str]] = []
-
-    async def timed(self, key, *, seq, delta, text_so_far):
-        appended.append((time.monotonic(), delta))
-        await original(self, key, seq=seq, delta=delta, text_so_far=text_so_far)
-
-    monkeypatch.setattr(log_class, "append", timed)
+    appended = frames_appended(monkeypatch)
     reply = " ".join(f"t{i}" for i in range(40))
     fake_upstream.behave(reply=reply, chunk_delay=0.02)
     lag = generation_engine().lag
