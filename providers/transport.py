@@ -25,6 +25,7 @@ from providers.errors import (
     UpstreamDroppedError,
     UpstreamUnavailableError,
 )
+from providers.network import use_asyncio_backend
 
 logger = logging.getLogger(__name__)
 
@@ -70,21 +71,25 @@ class _Lanes:
 
     def _new_client(self, index: int, size: int) -> httpx.AsyncClient:
         keep = settings.PROVIDER_KEEPALIVE_CONNECTIONS - index * LANE_CONNECTIONS
-        return httpx.AsyncClient(
+        transport = httpx.AsyncHTTPTransport(
             http1=True,
             http2=False,
             proxy=self.proxy,
             verify=self.ssl_context,
             # Only the proxy configured for a provider applies, not whatever the environment says.
             trust_env=False,
-            follow_redirects=False,
-            timeout=request_timeout(None),
             # Every running answer holds one connection for its whole stream. Kept connections
             # let the next burst of answers skip connecting (and, past TLS, a handshake each);
             # httpx closes one left idle for 5 s.
             limits=httpx.Limits(
                 max_connections=size, max_keepalive_connections=max(0, min(size, keep))
             ),
+        )
+        return httpx.AsyncClient(
+            transport=use_asyncio_backend(transport),
+            trust_env=False,
+            follow_redirects=False,
+            timeout=request_timeout(None),
         )
 
     def _pick(self) -> int:
