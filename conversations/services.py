@@ -271,10 +271,36 @@ def message_finish(
         fields["provider"] = provider[:64]
     if model:
         fields["model"] = model[:200]
+    # As SQL, like the checkpoints: the ORM took a millisecond and a half to build these two
+    # statements, four times what SQLite took to run them, and every answer ends with them
+    # (time that holds the GIL the event loop streams with).
+    messages = Message._meta
+    quote = connection.ops.quote_name
+    message_pk = messages.pk.get_db_prep_value(message_id, connection)
     with transaction.atomic():
-        updated = Message.objects.filter(pk=message_id).update(**fields)
-        if updated:
-            Conversation.objects.filter(messages__pk=message_id).update(updated_at=now)
+        if _rows_update(Message, fields, f"{quote(messages.pk.column)} = %s", [message_pk]):
+            owner = (
+                f"{quote(Conversation._meta.pk.column)} = (SELECT"
+                f" {quote(messages.get_field('conversation').column)} FROM"
+                f" {quote(messages.db_table)} WHERE {quote(messages.pk.column)} = %s)"
+            )
+            _rows_update(Conversation, {"updated_at": now}, owner, [message_pk])
+
+
+def _rows_update(model: type[Any], values: dict[str, Any], where: str, params: list[Any]) -> int:
+    """UPDATE `model`'s rows matching `where` (SQL with its `params`) to `values`, given by field
+    name and prepared by each field as the ORM prepares them; the number of rows changed."""
+    meta = model._meta
+    quote = connection.ops.quote_name
+    assignments, prepared = [], []
+    for name, value in values.items():
+        field = meta.get_field(name)
+        assignments.append(f"{quote(field.column)} = %s")
+        prepared.append(field.get_db_prep_save(value, connection))
+    sql = f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} WHERE {where}"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*prepared, *params])
+        return cursor.rowcount
 
 
 def message_interrupt(

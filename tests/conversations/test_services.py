@@ -173,3 +173,44 @@ def test_checkpoints_of_many_answers_land_each_in_its_own_row(ada, chat_config):
     # 650 texts in statements of 300, and the stamp alone.
     assert len(updates) == 4, updates
     assert Message.objects.get(pk=stamp_only.pk).checkpointed_at is not None
+
+
+def test_the_final_save_writes_every_field_and_touches_only_its_conversation(ada, chat_config):
+    """The final save is SQL of our own: every field lands as the ORM would have stored it
+    (awkward text, NULL counts, the time), the answer's conversation moves to the top of the
+    list and no other does, in two statements."""
+    exchange, _ = send(ada)
+    other, _ = send(ada)
+    before = Conversation.objects.get(pk=other.conversation.id).updated_at
+    text = "it's 100% \\done\\ 🙂 %s %(x)s"
+    with CaptureQueriesContext(connection) as queries:
+        services.message_finish(
+            message_id=exchange.assistant_message.id, content=text, status="error",
+            provider="p" * 70, model="fake-model", prompt_tokens=None, completion_tokens=7,
+            error_code="upstream_error", error_detail="Bad \"gateway\"", content_html="<p>x</p>",
+        )  # fmt: skip
+
+    row = Message.objects.get(pk=exchange.assistant_message.id)
+    assert (row.content, row.status, row.provider, row.model) == (
+        text, "error", "p" * 64, "fake-model",
+    )  # fmt: skip
+    assert (row.prompt_tokens, row.completion_tokens) == (None, 7)
+    assert (row.error_code, row.error_detail) == ("upstream_error", 'Bad "gateway"')
+    assert row.content_html == "<p>x</p>"
+    assert row.completed_at is not None and row.completed_at == row.checkpointed_at
+    mine = Conversation.objects.get(pk=exchange.conversation.id)
+    assert mine.updated_at == row.completed_at
+    assert Conversation.objects.get(pk=other.conversation.id).updated_at == before
+    assert len(statements([q["sql"] for q in queries.captured_queries])) == 2
+
+
+def test_the_final_save_of_a_missing_answer_writes_nothing(ada, chat_config):
+    exchange, _ = send(ada)
+    before = Conversation.objects.get(pk=exchange.conversation.id).updated_at
+    with CaptureQueriesContext(connection) as queries:
+        services.message_finish(
+            message_id=uuid.uuid4(), content="x", status="complete", provider="", model="",
+            prompt_tokens=None, completion_tokens=None,
+        )  # fmt: skip
+    assert Conversation.objects.get(pk=exchange.conversation.id).updated_at == before
+    assert len(statements([q["sql"] for q in queries.captured_queries])) == 1
