@@ -14,6 +14,7 @@ from contextlib import aclosing, suppress
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.db import DatabaseError
@@ -65,6 +66,19 @@ def _remember(memory: dict[uuid.UUID, None], key: uuid.UUID) -> bool:
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels runs `close_old_connections` before every message a consumer handles (each
+        # frame received, each group message), on asgiref's one thread-sensitive thread: with
+        # hundreds of sockets, every one of their messages queued for that thread, each hop
+        # waiting for the GIL while the loop streamed, and first tokens waited seconds for it.
+        # This consumer never uses a database connection of that thread or of the loop's: its
+        # database work runs on chatsite.db's threads, which tidy their connections at every
+        # call (and channels' database_sync_to_async, used by the auth middleware, does too).
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:

@@ -3,9 +3,11 @@ HTTP server on loopback), rows in the real database. Frames are asserted as a br
 
 import asyncio
 import json
+import threading
 import uuid
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 
 from conversations.engine import generation_engine
@@ -232,6 +234,34 @@ async def test_disconnect_mid_stream_still_completes_and_saves(
     row = await message_row(assistant["id"])
     assert row.status == Message.Status.COMPLETE
     assert row.content == LONG_REPLY
+
+
+async def test_a_busy_thread_sensitive_thread_holds_up_no_socket(
+    open_socket, ada, chat_config, fake_upstream
+):
+    """Channels hands every message a consumer handles to asgiref's one thread-sensitive thread
+    first (to close old database connections): with hundreds of sockets, that thread was a
+    queue every frame waited in. While something else holds it, a socket still starts, streams
+    and ends an answer."""
+    fake_upstream.behave(reply="Streamed past a busy thread.")
+    socket = await open_socket(ada)
+    entered, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        entered.set()
+        release.wait(30)
+
+    holder = asyncio.ensure_future(sync_to_async(hold, thread_sensitive=True)())
+    try:
+        assert await asyncio.to_thread(entered.wait, 10)
+        _, _, assistant = await start_chat(socket)
+        frames, done = await read_answer(socket, assistant["id"])
+        assert joined(frames) == "Streamed past a busy thread."
+        assert done["status"] == "complete"
+        assert not holder.done()
+    finally:
+        release.set()
+        await holder
 
 
 async def test_reconnect_mid_stream_gets_snapshot_then_live_deltas(
