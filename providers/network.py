@@ -128,6 +128,10 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
                     raise httpcore.ReadTimeout("timed out")
             finally:
                 protocol.reader = None
+        else:
+            # Let the loop run others first, as a read that waits would: a stream whose upstream
+            # is ahead would otherwise parse all it has before any socket got its frame.
+            await asyncio.sleep(0)
         if protocol.chunks:
             return protocol.take(max_bytes)
         if protocol.error is not None:

@@ -233,6 +233,31 @@ async def test_a_read_takes_what_is_buffered_up_to_what_was_asked():
     assert protocol.buffered == 0
 
 
+async def test_a_read_of_buffered_data_lets_other_tasks_run_first():
+    """A read that finds data waiting still yields to the loop once, as anyio's did: a stream
+    whose upstream is ahead would otherwise parse everything buffered (up to HIGH_WATER, some
+    thousand tokens) before any other answer or socket got a turn."""
+
+    async def serve(reader, writer):
+        writer.write(b"x" * 100)
+        await writer.drain()
+        await reader.read()  # until the client goes
+
+    async with Upstream(serve) as upstream:
+        stream = await BACKEND.connect_tcp("127.0.0.1", upstream.port, timeout=BOUND)
+        try:
+            await until(lambda: stream._protocol.buffered == 100, "the data did not arrive")
+            turns = []
+            other = asyncio.get_running_loop().call_soon(turns.append, "other")
+            data = await stream.read(1000, timeout=BOUND)
+            turns.append("read")
+        finally:
+            other.cancel()
+            await stream.aclose()
+    assert data == b"x" * 100
+    assert turns == ["other", "read"]
+
+
 async def test_a_body_bigger_than_the_buffer_pauses_reading_and_arrives_exactly():
     """A reader slower than its upstream: reading stops once HIGH_WATER is buffered, starts
     again as the reader catches up, and not a byte is lost or reordered."""
