@@ -25,6 +25,11 @@ import httpx
 # starts again once the reader has taken it below the low mark.
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
+# The most one read returns (httpcore asks for 64 KiB). Everything a read returns is parsed and
+# handed on before the reader waits again, without the loop running anything else: 64 KiB of a
+# fast upstream's events is some 300 tokens, tens of milliseconds in which no frame of any
+# answer went out (the first token of a fast answer among them). 4 KiB is about 20 events.
+READ_SLICE = 4 * 1024
 # RFC 8305's connection attempt delay, as anyio used.
 HAPPY_EYEBALLS_DELAY = 0.25
 
@@ -133,7 +138,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             # is ahead would otherwise parse all it has before any socket got its frame.
             await asyncio.sleep(0)
         if protocol.chunks:
-            return protocol.take(max_bytes)
+            return protocol.take(min(max_bytes, READ_SLICE))
         if protocol.error is not None:
             raise httpcore.ReadError(str(protocol.error) or type(protocol.error).__name__)
         return b""  # the server closed the connection: httpcore decides what that means

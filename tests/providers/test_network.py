@@ -26,7 +26,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from providers.network import BACKEND, HIGH_WATER, AsyncioStream, use_asyncio_backend
+from providers.network import (
+    BACKEND,
+    HIGH_WATER,
+    READ_SLICE,
+    AsyncioStream,
+    use_asyncio_backend,
+)
 from providers.transport import client_lanes, close_shared_clients
 
 # The longest any condition is waited for: far above what loopback needs, well below a hang.
@@ -231,6 +237,31 @@ async def test_a_read_takes_what_is_buffered_up_to_what_was_asked():
     assert max(len(data) for data in reads[1:]) > 100
     assert b"".join(reads) == b"".join(pieces)
     assert protocol.buffered == 0
+
+
+async def test_a_read_returns_at_most_a_slice_however_much_is_buffered():
+    """httpcore asks for 64 KiB a read, and parses all of it before the loop runs anything
+    else: a read gives at most READ_SLICE, so a fast upstream's backlog is handed on in slices
+    with other tasks' turns between them."""
+    body = os.urandom(5 * READ_SLICE + 123)
+
+    async def serve(reader, writer):
+        writer.write(body)
+        await writer.drain()
+        await reader.read()  # until the client goes
+
+    async with Upstream(serve) as upstream:
+        stream = await BACKEND.connect_tcp("127.0.0.1", upstream.port, timeout=BOUND)
+        try:
+            await until(lambda: stream._protocol.buffered == len(body), "the body did not arrive")
+            reads = []
+            while sum(map(len, reads)) < len(body):
+                reads.append(await stream.read(64 * 1024, timeout=BOUND))
+        finally:
+            await stream.aclose()
+    assert b"".join(reads) == body
+    assert max(map(len, reads)) == READ_SLICE
+    assert len(reads) == 6
 
 
 async def test_a_read_of_buffered_data_lets_other_tasks_run_first():
