@@ -289,6 +289,21 @@ async def test_a_read_of_buffered_data_lets_other_tasks_run_first():
     assert turns == ["other", "read"]
 
 
+async def read_slowly(response: httpx.Response) -> tuple[bytes, int]:
+    """A reader slower than its upstream: waits until reading has paused, then takes the body
+    letting the loop run several times per piece (each time free to read from the socket, were
+    reading not paused). The body, and the most that was ever buffered."""
+    protocol = protocol_of(response)
+    await until(lambda: protocol.paused_reading, "reading never paused")
+    received, peak = bytearray(), protocol.buffered
+    async for data in response.aiter_raw():
+        received += data
+        for _ in range(5):
+            await asyncio.sleep(0)
+        peak = max(peak, protocol.buffered)
+    return bytes(received), peak
+
+
 async def test_a_body_bigger_than_the_buffer_pauses_reading_and_arrives_exactly():
     """A reader slower than its upstream: reading stops once HIGH_WATER is buffered, starts
     again as the reader catches up, and not a byte is lost or reordered."""
@@ -299,19 +314,10 @@ async def test_a_body_bigger_than_the_buffer_pauses_reading_and_arrives_exactly(
         writer.write(fixed_head(len(body)) + body)
         await writer.drain()
 
-    received = bytearray()
     async with Upstream(serve) as upstream, new_client() as client:
         async with client.stream("GET", upstream.url) as response:
             protocol = protocol_of(response)
-            await until(lambda: protocol.paused_reading, "reading never paused")
-            peak = protocol.buffered
-            async for data in response.aiter_raw():
-                received += data
-                # A slow reader: the loop runs several times per piece taken, each time free to
-                # read from the socket if reading were not paused.
-                for _ in range(5):
-                    await asyncio.sleep(0)
-                peak = max(peak, protocol.buffered)
+            received, peak = await read_slowly(response)
             assert not protocol.paused_reading
     assert len(received) == len(body)
     assert hashlib.sha256(received).digest() == hashlib.sha256(body).digest()
@@ -394,9 +400,19 @@ async def test_a_silent_server_times_out_and_the_connection_is_closed(sent):
         await wait(client_left)
 
 
-async def test_a_connection_closed_mid_body_is_a_protocol_error():
-    """The server closes (FIN) before the terminating chunk: the read finds the connection
-    closed and httpx reports an incomplete message, after the bytes that did arrive."""
+@pytest.mark.parametrize(
+    ("ending", "error", "message"),
+    [
+        ("close", httpx.RemoteProtocolError, "incomplete"),
+        ("reset", httpx.ReadError, "reset by peer"),
+    ],
+)
+async def test_a_connection_ended_mid_body_raises_after_the_bytes_that_arrived(
+    ending, error, message
+):
+    """The server ends the connection before the terminating chunk. A close (FIN): the read
+    finds the connection closed and httpx reports an incomplete message. A reset (SO_LINGER 0,
+    then close): the socket's error is raised as a read error, not as an incomplete message."""
     first_read = asyncio.Event()
 
     async def serve(reader, writer):
@@ -404,42 +420,22 @@ async def test_a_connection_closed_mid_body_is_a_protocol_error():
         writer.write(CHUNKED_HEAD + chunk(b"partial"))
         await writer.drain()
         await wait(first_read)
-        writer.close()
+        if ending == "reset":
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+        else:
+            writer.close()
 
     received = bytearray()
     async with Upstream(serve) as upstream, new_client() as client:
         async with client.stream("GET", upstream.url) as response:
-            with pytest.raises(httpx.RemoteProtocolError):
+            with pytest.raises(error, match=message) as raised:
                 async for data in response.aiter_raw():
                     received += data
                     first_read.set()
     assert received == b"partial"
-
-
-async def test_a_connection_reset_mid_body_is_a_read_error():
-    """The server resets the connection (SO_LINGER 0, then close) before the body's end: the
-    error the socket reports is raised as a read error, after the bytes that did arrive."""
-    first_read = asyncio.Event()
-
-    async def serve(reader, writer):
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(CHUNKED_HEAD + chunk(b"partial"))
-        await writer.drain()
-        await wait(first_read)
-        sock = writer.get_extra_info("socket")
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        writer.transport.abort()
-
-    received = bytearray()
-    async with Upstream(serve) as upstream, new_client() as client:
-        async with client.stream("GET", upstream.url) as response:
-            with pytest.raises(httpx.ReadError, match="reset by peer") as raised:
-                async for data in response.aiter_raw():
-                    received += data
-                    first_read.set()
-    assert received == b"partial"
-    # Not a subclass either: httpx reports the socket's error, not an incomplete message.
-    assert type(raised.value) is httpx.ReadError
+    assert type(raised.value) is error
 
 
 async def test_a_read_cancelled_by_its_caller_leaves_the_client_usable():
@@ -603,17 +599,9 @@ async def test_a_big_body_over_tls_read_slowly_arrives_exactly(server_tls, trust
         writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + body)
         await writer.drain()
 
-    received = bytearray()
     async with Upstream(serve, tls=server_tls) as upstream, new_client(verify=trusting) as client:
         async with client.stream("GET", upstream.url) as response:
-            protocol = protocol_of(response)
-            await until(lambda: protocol.paused_reading, "reading never paused")
-            peak = protocol.buffered
-            async for data in response.aiter_raw():
-                received += data
-                for _ in range(5):
-                    await asyncio.sleep(0)
-                peak = max(peak, protocol.buffered)
+            received, peak = await read_slowly(response)
     assert hashlib.sha256(received).digest() == hashlib.sha256(body).digest()
     # The TLS transport hands over what it decrypted in one go: up to its own high-water mark
     # (256 KiB, asyncio's FLOW_CONTROL_HIGH_WATER_SSL_READ) plus one socket read.
