@@ -1,5 +1,6 @@
 """Reads of provider configuration (sync; async code calls them through chatsite.db)."""
 
+from functools import cache
 from typing import Any
 
 from providers.errors import ProviderError, ProviderNotFoundError
@@ -18,13 +19,21 @@ def provider_target_get(*, name: str | None) -> ProviderConfig | FallbackChain:
         if chain is not None:
             return chain
         raise ProviderNotFoundError(f"No enabled provider called {name!r}.")
-    enabled = ProviderConfig.objects.filter(enabled=True)
-    config = enabled.filter(is_default=True).first()
-    if config is None:
-        config = enabled.order_by("sort_order", "name").first()
+    sql, params = _default_config_query()
+    config = next(iter(ProviderConfig.objects.raw(sql, params)), None)
     if config is None:
         raise ProviderNotFoundError("No provider is configured yet.")
     return config
+
+
+@cache
+def _default_config_query() -> tuple[str, tuple[Any, ...]]:
+    """The default config's query (the default if enabled, else the first enabled one), compiled
+    once: every new conversation's `chat.send` asks it, and the ORM took 0.6 ms of the 0.85 ms
+    it cost compiling the same SQL again (time on the database threads, holding the GIL the
+    event loop streams with). Only the SQL is kept, never a result."""
+    enabled = ProviderConfig.objects.filter(enabled=True)
+    return enabled.order_by("-is_default", "sort_order", "name")[:1].query.sql_with_params()
 
 
 def provider_config_models(*, config: ProviderConfig) -> list[str]:

@@ -92,3 +92,19 @@ def test_picker_lists_enabled_configs_then_chains():
             "is_default": False,
         },
     ]
+
+
+@pytest.mark.django_db
+def test_the_default_is_one_query_read_afresh_each_time(django_assert_num_queries):
+    """The default's query is compiled once per process and run every time: a new default, a
+    disabled one and changed fields show at once, typed as the ORM types them."""
+    config("a", sort_order=0)
+    chosen = config("b", sort_order=5, is_default=True, allowed_models=["m1"], options={"k": 1})
+    with django_assert_num_queries(1):
+        found = provider_target_get(name=None)
+    assert found == chosen
+    assert (found.allowed_models, found.options, found.is_default) == (["m1"], {"k": 1}, True)
+    ProviderConfig.objects.filter(pk=chosen.pk).update(enabled=False)
+    assert provider_target_get(name=None).name == "a"
+    ProviderConfig.objects.filter(pk=chosen.pk).update(enabled=True, default_model="m9")
+    assert provider_target_get(name=None).default_model == "m9"
