@@ -472,9 +472,22 @@ def _placeholder(
     model: str | None,
     assistant_id: uuid.UUID,
 ) -> Message:
+    placeholder = _placeholder_row(conversation, parent, target, model, assistant_id)
+    placeholder.save(force_insert=True)
+    return placeholder
+
+
+def _placeholder_row(
+    conversation: Conversation,
+    parent: Message,
+    target: ProviderConfig | FallbackChain,
+    model: str | None,
+    assistant_id: uuid.UUID,
+) -> Message:
+    """The answer's row, not saved yet."""
     if parent.status == Message.Status.STREAMING:
         raise ChatError("busy", "An answer is still being written here; stop it first.")
-    return Message.objects.create(
+    return Message(
         id=assistant_id,
         conversation=conversation,
         parent=parent,
@@ -500,16 +513,19 @@ def _exchange(
 ) -> Exchange:
     if parent is not None and parent.status == Message.Status.STREAMING:
         raise ChatError("busy", "An answer is still being written here; stop it first.")
-    question = Message.objects.create(
+    question = Message(
         conversation=conversation, parent=parent, role=Message.Role.USER, content=content
     )
+    assistant = _placeholder_row(conversation, question, target, model, assistant_id)
+    # Both rows in one INSERT: every send writes them, and each statement the ORM builds costs
+    # more of the database thread's time (and the GIL) than SQLite takes to run it.
+    Message.objects.bulk_create([question, assistant])
     own = list(attachments or [])
     attachments_attach(attachments=own, message_id=question.id)
     if copy_attachments_of is not None:
         own += attachments_copy(from_message_id=copy_attachments_of, to_message_id=question.id)
     # For the message.created frames: other tabs show the files too.
     question.attached = own
-    assistant = _placeholder(conversation, question, target, model, assistant_id)
     attached = None
     if parent is None:
         # A new thread: the question is the whole branch, no need to read it back (nor its

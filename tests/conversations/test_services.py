@@ -41,12 +41,13 @@ def finish(exchange: services.Exchange) -> None:
     )  # fmt: skip
 
 
-def test_first_send_is_five_queries_in_one_transaction(ada, chat_config):
+def test_first_send_is_four_queries_in_one_transaction(ada, chat_config):
     exchange, sql = send(ada)
 
-    # The limit's count, the default provider, the conversation, the question, the answer.
-    assert len(statements(sql)) == 5 + LOCK, sql
-    assert [q.split()[0] for q in statements(sql)][-3:] == ["INSERT"] * 3
+    # The limit's count, the default provider, the conversation, the question and the answer
+    # (one INSERT).
+    assert len(statements(sql)) == 4 + LOCK, sql
+    assert [q.split()[0] for q in statements(sql)][-2:] == ["INSERT"] * 2
     conversation = Conversation.objects.get(pk=exchange.conversation.id)
     assert conversation.current_leaf_id == exchange.assistant_message.id
     assert exchange.history == [{"role": "user", "content": "Hello there"}]
@@ -66,8 +67,9 @@ def test_follow_up_costs_the_same_however_long_the_conversation(ada, chat_config
         finish(exchange)
 
     # The limit's count, the conversation with its provider and leaf, its update, the two
-    # messages, the branch as the provider's history (one recursive query) and its attachments.
-    assert counts == [7 + LOCK] * 6
+    # messages (one INSERT), the branch as the provider's history (one recursive query) and its
+    # attachments.
+    assert counts == [6 + LOCK] * 6
     assert [m["content"] for m in exchange.history][-3:] == ["Turn 4", "Hi!", "Turn 5"]
     leaf = Conversation.objects.get(pk=conversation_id).current_leaf
     assert leaf.id == exchange.assistant_message.id
@@ -94,9 +96,10 @@ def test_regenerate_and_edit_are_a_handful_of_queries(ada, chat_config):
             user=ada, message_id=first.user_message.id, content="Hello again",
             assistant_id=uuid.uuid4(),
         )  # fmt: skip
-    # Count, the message with its conversation, the update, the two messages, the original's
-    # attachments to keep (a first message has no parent to read, and its branch is itself).
-    assert len(statements([q["sql"] for q in queries.captured_queries])) == 6 + LOCK
+    # Count, the message with its conversation, the update, the two messages (one INSERT), the
+    # original's attachments to keep (a first message has no parent to read, and its branch is
+    # itself).
+    assert len(statements([q["sql"] for q in queries.captured_queries])) == 5 + LOCK
     assert edited.history == [{"role": "user", "content": "Hello again"}]
     conversation = Conversation.objects.get(pk=first.conversation.id)
     assert conversation.current_leaf_id == edited.assistant_message.id
