@@ -71,9 +71,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         # frame received, each group message), on asgiref's one thread-sensitive thread: with
         # hundreds of sockets, every one of their messages queued for that thread, each hop
         # waiting for the GIL while the loop streamed, and first tokens waited seconds for it.
-        # This consumer never uses a database connection of that thread or of the loop's: its
-        # database work runs on chatsite.db's threads, which tidy their connections at every
-        # call (and channels' database_sync_to_async, used by the auth middleware, does too).
+        # Nothing this consumer does needs it: its database work runs on chatsite.db's threads,
+        # which tidy their connections at every call, and what still runs on that thread (the
+        # auth and session middleware, the session checks) goes through channels'
+        # database_sync_to_async, which tidies before and after each call itself.
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")

@@ -289,7 +289,8 @@ def message_finish(
 
 def _rows_update(model: type[Any], values: dict[str, Any], where: str, params: list[Any]) -> int:
     """UPDATE `model`'s rows matching `where` (SQL with its `params`) to `values`, given by field
-    name and prepared by each field as the ORM prepares them; the number of rows changed."""
+    name and prepared by each field as the ORM prepares them; the number of rows changed.
+    `where` is SQL written in this module, never text from a request: values go in `params`."""
     meta = model._meta
     quote = connection.ops.quote_name
     assignments, prepared = [], []

@@ -13,6 +13,7 @@ socket underneath changes, so the exceptions raised are httpcore's, which httpx 
 """
 
 import asyncio
+import select
 import ssl
 from collections import deque
 from collections.abc import Iterable
@@ -41,7 +42,9 @@ class _Protocol(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.chunks: deque[bytes] = deque()
+        # What arrived and is not read yet. A piece bigger than a read is kept as a memoryview
+        # of what is left, so taking it a slice at a time copies each byte once.
+        self.chunks: deque[bytes | memoryview] = deque()
         self.buffered = 0
         self.paused_reading = False
         self.eof = False
@@ -87,11 +90,13 @@ class _Protocol(asyncio.Protocol):
             self.reader.set_result(None)
 
     def take(self, max_bytes: int) -> bytes:
-        data = self.chunks.popleft()
-        if len(data) > max_bytes:
-            self.chunks.appendleft(data[max_bytes:])
-            data = data[:max_bytes]
+        head = self.chunks.popleft()
+        if len(head) > max_bytes:
+            view = memoryview(head)
+            self.chunks.appendleft(view[max_bytes:])
+            data = bytes(view[:max_bytes])
         else:
+            data = bytes(head)
             while self.chunks and len(data) + len(self.chunks[0]) <= max_bytes:
                 data += self.chunks.popleft()
         self.buffered -= len(data)
@@ -119,6 +124,15 @@ async def _wait(future: asyncio.Future[Any], seconds: float | None) -> bool:
         timer.cancel()
 
 
+def _write_error(protocol: _Protocol) -> httpcore.WriteError:
+    error = protocol.error
+    if error is None:
+        return httpcore.WriteError("the connection is closed")
+    raised = httpcore.WriteError(str(error) or type(error).__name__)
+    raised.__cause__ = error
+    return raised
+
+
 class AsyncioStream(httpcore.AsyncNetworkStream):
     def __init__(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
         self._transport = transport
@@ -126,6 +140,9 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
         protocol = self._protocol
+        if protocol.reader is not None:
+            # httpcore reads one at a time; a second reader would take the first one's wake-up.
+            raise RuntimeError("read() called while another read is waiting")
         if not protocol.chunks and not protocol.eof and not protocol.lost:
             protocol.reader = asyncio.get_running_loop().create_future()
             try:
@@ -140,7 +157,8 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         if protocol.chunks:
             return protocol.take(min(max_bytes, READ_SLICE))
         if protocol.error is not None:
-            raise httpcore.ReadError(str(protocol.error) or type(protocol.error).__name__)
+            error = protocol.error
+            raise httpcore.ReadError(str(error) or type(error).__name__) from error
         return b""  # the server closed the connection: httpcore decides what that means
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
@@ -148,9 +166,11 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             return
         protocol = self._protocol
         if protocol.lost or self._transport.is_closing():
-            raise httpcore.WriteError("the connection is closed")
+            raise _write_error(protocol)
         self._transport.write(buffer)
         if protocol.paused_writing:
+            if protocol.drain is not None:
+                raise RuntimeError("write() called while another write is waiting")
             protocol.drain = asyncio.get_running_loop().create_future()
             try:
                 if not await _wait(protocol.drain, timeout):
@@ -158,7 +178,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             finally:
                 protocol.drain = None
             if protocol.lost:
-                raise httpcore.WriteError("the connection is closed")
+                raise _write_error(protocol)
 
     async def aclose(self) -> None:
         # abort, not close: over TLS, close() sends a close_notify and keeps the socket open
@@ -174,17 +194,26 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
+        protocol = self._protocol
+        if protocol.lost or protocol.eof or self._transport.is_closing():
+            # A tunnel the proxy dropped right after its 200: asyncio would wait for a
+            # handshake that cannot come until the timeout, and report a timeout.
+            self._transport.abort()
+            raise httpcore.ConnectError("the connection closed before the TLS handshake")
         try:
             async with asyncio.timeout(timeout):
                 transport = await loop.start_tls(
-                    self._transport, self._protocol, ssl_context, server_hostname=server_hostname
+                    self._transport, protocol, ssl_context, server_hostname=server_hostname
                 )
         except TimeoutError as exc:
-            self._transport.close()
+            self._transport.abort()
             raise httpcore.ConnectTimeout("TLS handshake timed out") from exc
         except (OSError, ssl.SSLError, ConnectionError) as exc:
-            self._transport.close()
+            self._transport.abort()
             raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+        except BaseException:
+            self._transport.abort()
+            raise
         if transport is None:  # the connection closed during the handshake
             raise httpcore.ConnectError("the connection closed during the TLS handshake")
         # Flow control (pause_reading) now applies to the TLS transport, which feeds the same
@@ -205,8 +234,17 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             # httpcore asks this of an idle pooled connection: anything arriving on one (data,
             # or the server closing it) means it cannot be reused. The protocol keeps reading
             # while idle, so what arrived is already here.
+            # Also the socket itself, as anyio did: a close the kernel has and the loop has
+            # not handled yet.
             protocol = self._protocol
-            return bool(protocol.chunks) or protocol.eof or protocol.lost
+            if protocol.chunks or protocol.eof or protocol.lost:
+                return True
+            if self._transport.is_closing():
+                return True
+            sock = self._transport.get_extra_info("socket")
+            if sock is None or sock.fileno() < 0:
+                return True
+            return bool(select.select([sock.fileno()], [], [], 0)[0])
         return None
 
 
@@ -231,10 +269,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
             ),
             timeout,
         )
-        sock = stream.get_extra_info("socket")
-        for option in socket_options or ():
-            sock.setsockopt(*option)
-        return stream
+        return _with_options(stream, socket_options)
 
     async def connect_unix_socket(
         self,
@@ -244,10 +279,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
     ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
         stream = await self._connect(lambda: loop.create_unix_connection(_Protocol, path), timeout)
-        sock = stream.get_extra_info("socket")
-        for option in socket_options or ():
-            sock.setsockopt(*option)
-        return stream
+        return _with_options(stream, socket_options)
 
     @staticmethod
     async def _connect(connect, timeout: float | None) -> AsyncioStream:  # noqa: ASYNC109
@@ -262,6 +294,17 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+
+def _with_options(stream: AsyncioStream, options: Iterable[Any] | None) -> AsyncioStream:
+    sock = stream.get_extra_info("socket")
+    try:
+        for option in options or ():
+            sock.setsockopt(*option)
+    except OSError as exc:
+        stream._transport.abort()
+        raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+    return stream
 
 
 BACKEND = AsyncioBackend()

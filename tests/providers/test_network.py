@@ -19,6 +19,7 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable
 
+import httpcore
 import httpx
 import pytest
 from cryptography import x509
@@ -264,6 +265,46 @@ async def test_a_read_returns_at_most_a_slice_however_much_is_buffered():
     assert len(reads) == 6
 
 
+async def test_a_second_read_while_one_waits_is_refused():
+    """httpcore never reads twice at once; if anything did, the second read would steal the
+    first one's wake-up and leave it waiting until its timeout. It is refused instead, and the
+    first read still gets its data."""
+
+    async def serve(reader, writer):
+        await reader.read(1)
+        writer.write(b"late")
+        await writer.drain()
+        await reader.read()  # until the client goes
+
+    async with Upstream(serve) as upstream:
+        stream = await BACKEND.connect_tcp("127.0.0.1", upstream.port, timeout=BOUND)
+        try:
+            first = asyncio.ensure_future(stream.read(100, timeout=BOUND))
+            await until(lambda: stream._protocol.reader is not None, "the first read never waited")
+            with pytest.raises(RuntimeError, match="another read"):
+                await stream.read(100, timeout=BOUND)
+            await stream.write(b"x")
+            assert await first == b"late"
+        finally:
+            await stream.aclose()
+
+
+async def test_a_socket_option_the_socket_refuses_is_a_connect_error():
+    """An option the socket refuses fails the connection as a connection error, as anyio's
+    did (httpx maps it), and the socket is closed rather than left open."""
+
+    async def serve(reader, writer):
+        await reader.read()
+
+    async with Upstream(serve) as upstream:
+        bogus = (socket.SOL_SOCKET, 0x7FFF, 1)
+        with pytest.raises(httpcore.ConnectError):
+            await BACKEND.connect_tcp(
+                "127.0.0.1", upstream.port, timeout=BOUND, socket_options=[bogus]
+            )
+        await until(lambda: not upstream.handlers, "the connection was left open")
+
+
 async def test_a_read_of_buffered_data_lets_other_tasks_run_first():
     """A read that finds data waiting still yields to the loop once, as anyio's did: a stream
     whose upstream is ahead would otherwise parse everything buffered (up to HIGH_WATER, some
@@ -393,7 +434,7 @@ async def test_a_silent_server_times_out_and_the_connection_is_closed(sent):
         async with asyncio.timeout(BOUND):
             with pytest.raises(httpx.ReadTimeout):
                 async with client.stream(
-                    "GET", upstream.url, timeout=httpx.Timeout(0.2)
+                    "GET", upstream.url, timeout=httpx.Timeout(BOUND, read=0.2)
                 ) as response:
                     await response.aread()
         assert loop.time() - started >= 0.2
@@ -745,8 +786,8 @@ async def test_a_tls_connection_given_up_is_closed_without_waiting_for_the_serve
     ):
         async with asyncio.timeout(BOUND):
             with pytest.raises(httpx.ReadTimeout):
-                await client.get(upstream.url, timeout=httpx.Timeout(0.2))
-        await until(upstream.tcp_closed.is_set, "the socket stayed open", bound=0.5)
+                await client.get(upstream.url, timeout=httpx.Timeout(BOUND, read=0.2))
+        await until(upstream.tcp_closed.is_set, "the socket stayed open")
 
 
 async def test_an_abandoned_tls_stream_the_server_closed_while_paused_is_closed(
@@ -767,7 +808,7 @@ async def test_an_abandoned_tls_stream_the_server_closed_while_paused_is_closed(
             await until(
                 lambda: protocol.paused_reading and tls_close_seen(stream), "the close never came"
             )
-        await until(upstream.tcp_closed.is_set, "the socket stayed open", bound=0.5)
+        await until(upstream.tcp_closed.is_set, "the socket stayed open")
 
 
 # --- Proxies ----------------------------------------------------------------------------------
@@ -831,6 +872,22 @@ async def test_https_through_a_connect_proxy(server_tls, trusting):
     assert body == b"".join(pieces)
     assert proxy.requests == [b"CONNECT localhost:%d HTTP/1.1" % upstream.port]
     assert upstream.connections == 1
+
+
+async def test_tls_on_a_connection_already_closed_is_a_connect_error(trusting):
+    """A tunnel the proxy closes right after its 200: by the time TLS is to start, the
+    connection is gone. That is a connection error at once (the user hears the provider is
+    unreachable), not a wait for a handshake that cannot come, reported as a slow provider."""
+
+    async def serve(reader, writer):
+        writer.close()
+
+    async with Upstream(serve) as upstream:
+        stream = await BACKEND.connect_tcp("127.0.0.1", upstream.port, timeout=BOUND)
+        await until(lambda: stream._protocol.lost, "the server never closed")
+        async with asyncio.timeout(BOUND):
+            with pytest.raises(httpcore.ConnectError, match="closed before the TLS handshake"):
+                await stream.start_tls(trusting, server_hostname="localhost", timeout=2 * BOUND)
 
 
 # --- Keep-alive -------------------------------------------------------------------------------
