@@ -152,6 +152,7 @@ def message_regenerate(
         branch = message_branch_list(leaf_id=answer.parent_id, limit=settings.CHAT_HISTORY_MESSAGES)
         question = branch[-1]
         assistant = _placeholder(conversation, question, target, model, assistant_id)
+        assistant.save(force_insert=True)
         return _finish_exchange(conversation, False, None, assistant, target, model, branch)
 
 
@@ -473,18 +474,6 @@ def _placeholder(
     model: str | None,
     assistant_id: uuid.UUID,
 ) -> Message:
-    placeholder = _placeholder_row(conversation, parent, target, model, assistant_id)
-    placeholder.save(force_insert=True)
-    return placeholder
-
-
-def _placeholder_row(
-    conversation: Conversation,
-    parent: Message,
-    target: ProviderConfig | FallbackChain,
-    model: str | None,
-    assistant_id: uuid.UUID,
-) -> Message:
     """The answer's row, not saved yet."""
     if parent.status == Message.Status.STREAMING:
         raise ChatError("busy", "An answer is still being written here; stop it first.")
@@ -517,7 +506,7 @@ def _exchange(
     question = Message(
         conversation=conversation, parent=parent, role=Message.Role.USER, content=content
     )
-    assistant = _placeholder_row(conversation, question, target, model, assistant_id)
+    assistant = _placeholder(conversation, question, target, model, assistant_id)
     # Both rows in one INSERT: every send writes them, and each statement the ORM builds costs
     # more of the database thread's time (and the GIL) than SQLite takes to run it.
     Message.objects.bulk_create([question, assistant])

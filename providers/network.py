@@ -124,11 +124,14 @@ async def _wait(future: asyncio.Future[Any], seconds: float | None) -> bool:
         timer.cancel()
 
 
-def _write_error(protocol: _Protocol) -> httpcore.WriteError:
+def _describe(error: BaseException) -> str:
+    return str(error) or type(error).__name__
+
+
+def _lost[E: Exception](kind: type[E], protocol: _Protocol) -> E:
+    """httpcore's `kind` of error for a connection that is gone, the socket's error its cause."""
     error = protocol.error
-    if error is None:
-        return httpcore.WriteError("the connection is closed")
-    raised = httpcore.WriteError(str(error) or type(error).__name__)
+    raised = kind(_describe(error) if error is not None else "the connection is closed")
     raised.__cause__ = error
     return raised
 
@@ -157,8 +160,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         if protocol.chunks:
             return protocol.take(min(max_bytes, READ_SLICE))
         if protocol.error is not None:
-            error = protocol.error
-            raise httpcore.ReadError(str(error) or type(error).__name__) from error
+            raise _lost(httpcore.ReadError, protocol)
         return b""  # the server closed the connection: httpcore decides what that means
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
@@ -166,7 +168,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             return
         protocol = self._protocol
         if protocol.lost or self._transport.is_closing():
-            raise _write_error(protocol)
+            raise _lost(httpcore.WriteError, protocol)
         self._transport.write(buffer)
         if protocol.paused_writing:
             if protocol.drain is not None:
@@ -178,7 +180,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             finally:
                 protocol.drain = None
             if protocol.lost:
-                raise _write_error(protocol)
+                raise _lost(httpcore.WriteError, protocol)
 
     async def aclose(self) -> None:
         # abort, not close: over TLS, close() sends a close_notify and keeps the socket open
@@ -210,7 +212,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.ConnectTimeout("TLS handshake timed out") from exc
         except (OSError, ssl.SSLError, ConnectionError) as exc:
             self._transport.abort()
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+            raise httpcore.ConnectError(_describe(exc)) from exc
         except BaseException:
             self._transport.abort()
             raise
@@ -218,8 +220,8 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.ConnectError("the connection closed during the TLS handshake")
         # Flow control (pause_reading) now applies to the TLS transport, which feeds the same
         # protocol.
-        self._protocol.transport = transport  # type: ignore[assignment]
-        return AsyncioStream(transport, self._protocol)  # type: ignore[arg-type]
+        protocol.transport = transport  # type: ignore[assignment]
+        return AsyncioStream(transport, protocol)  # type: ignore[arg-type]
 
     def get_extra_info(self, info: str) -> Any:
         if info == "ssl_object":
@@ -233,13 +235,10 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         if info == "is_readable":
             # httpcore asks this of an idle pooled connection: anything arriving on one (data,
             # or the server closing it) means it cannot be reused. The protocol keeps reading
-            # while idle, so what arrived is already here.
-            # Also the socket itself, as anyio did: a close the kernel has and the loop has
-            # not handled yet.
+            # while idle, so most of that is here already; the socket itself is asked too, as
+            # anyio did, for a close the kernel has and the loop has not handled yet.
             protocol = self._protocol
-            if protocol.chunks or protocol.eof or protocol.lost:
-                return True
-            if self._transport.is_closing():
+            if protocol.chunks or protocol.eof or protocol.lost or self._transport.is_closing():
                 return True
             sock = self._transport.get_extra_info("socket")
             if sock is None or sock.fileno() < 0:
@@ -289,7 +288,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         except TimeoutError as exc:
             raise httpcore.ConnectTimeout("timed out") from exc
         except OSError as exc:
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+            raise httpcore.ConnectError(_describe(exc)) from exc
         return AsyncioStream(transport, protocol)
 
     async def sleep(self, seconds: float) -> None:
@@ -303,7 +302,7 @@ def _with_options(stream: AsyncioStream, options: Iterable[Any] | None) -> Async
             sock.setsockopt(*option)
     except OSError as exc:
         stream._transport.abort()
-        raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+        raise httpcore.ConnectError(_describe(exc)) from exc
     return stream
 
 
