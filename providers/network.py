@@ -243,8 +243,20 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             sock = self._transport.get_extra_info("socket")
             if sock is None or sock.fileno() < 0:
                 return True
-            return bool(select.select([sock.fileno()], [], [], 0)[0])
+            return _readable_now(sock.fileno())
         return None
+
+
+def _readable_now(fd: int) -> bool:
+    """Whether a read of `fd` would return at once (data, or the peer's close). With poll where
+    there is one: select() refuses descriptors from FD_SETSIZE (1,024) on, which a server holding
+    hundreds of sockets and upstream connections soon hands out, and every request that found
+    such a kept connection failed."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])
 
 
 class AsyncioBackend(httpcore.AsyncNetworkBackend):

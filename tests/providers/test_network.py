@@ -929,6 +929,47 @@ async def test_a_kept_connection_the_server_closed_is_not_reused(wire):
     assert upstream.connections == 2
 
 
+@pytest.fixture
+def descriptors_past_select_limit():
+    """Hold enough descriptors that the next socket's number is past select()'s FD_SETSIZE
+    (1,024), as a server with hundreds of sockets and upstream connections has them."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        if hard != resource.RLIM_INFINITY and hard < 1200:
+            pytest.skip(f"the descriptor limit ({hard}) is below select()'s 1,024 plus room")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1200, hard))
+    held = []
+    try:
+        while not held or held[-1] < 1030:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def test_a_kept_connection_past_select_limit_is_reused(descriptors_past_select_limit):
+    """httpcore asks a kept connection `is_readable` before reusing it. select() cannot ask
+    that of descriptor 1,024 or later (ValueError), and every request that found such a kept
+    connection failed: with 500 answers streaming, one in ten ended as an error."""
+
+    async def serve(reader, writer):
+        while True:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(CHUNKED_HEAD + chunk(b"answer") + LAST_CHUNK)
+            await writer.drain()
+
+    async with Upstream(serve) as upstream, new_client() as client:
+        first = await client.get(upstream.url)
+        assert first.extensions["network_stream"].get_extra_info("socket").fileno() >= 1024
+        second = await client.get(upstream.url)
+    assert first.content == second.content == b"answer"
+    assert upstream.connections == 1
+
+
 # --- Writing ----------------------------------------------------------------------------------
 
 
