@@ -94,8 +94,8 @@ def measure(mode: str, upstream_url: str, size: int) -> tuple[list[list[str]], d
         row("ours", ours, limit, [f"{cpu * 1000:.0f} ms", f"{peak:.0f} MB"]),
     ]
     if mode == "services" and size in SCALE_OUT_SIZES:
-        # The same streams over two server processes (sockets split between them, as a load
-        # balancer would): what a second process adds.
+        # The same streams on two server processes sharing the port (SERVER_PROCESSES=2, the
+        # kernel spreading the sockets): what a second process adds.
         with harness.site(mode, upstream_url, processes=2, users=size) as site:
             two, cpu2, peak2 = asyncio.run(run_ours(site, size))
         rows.append(

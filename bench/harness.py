@@ -74,20 +74,18 @@ def modes() -> list[str]:
 
 @dataclass
 class Site:
-    """One or more server processes sharing one database (and Redis, in services mode)."""
+    """A server on one port: one process, or several sharing the port, the database (and Redis,
+    in services mode)."""
 
-    urls: list[str]
+    url: str
     # One signed-in user's session cookie per bench user (sockets take them in turn).
     cookies: list[str]
     pids: list[int]
     mode: str
 
     @property
-    def url(self) -> str:
-        return self.urls[0]
-
-    def ws_url(self, index: int = 0) -> str:
-        return self.urls[index % len(self.urls)].replace("http://", "ws://") + "/ws/chat/"
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://") + "/ws/chat/"
 
     def cpu_seconds(self) -> float:
         """User + system CPU the server processes have used so far."""
@@ -149,11 +147,13 @@ def site(
     mode: str, upstream_url: str, *, processes: int = 1, users: int = 1, **settings: str
 ) -> Iterator[Site]:
     """A fresh server (`manage.py serve`) in `mode`, its database prepared; `settings` are extra
-    environment variables. With `processes` > 1, that many servers on ports of their own share
-    the database (and, in services mode, Redis), as behind a load balancer."""
+    environment variables. With `processes` > 1 (services mode), that many Daphne processes on
+    the one port, as `SERVER_PROCESSES` runs them (chatsite.supervisor)."""
     scratch = tempfile.mkdtemp(prefix="chat-bench-")
-    ports = [free_port() for _ in range(processes)]
-    env = _site_env(mode, scratch, ports[0]) | settings
+    port = free_port()
+    env = _site_env(mode, scratch, port) | settings
+    if processes > 1:
+        env["SERVER_PROCESSES"] = str(processes)
     cookies = subprocess.run(
         [sys.executable, "-m", "bench.prepare", upstream_url, str(users)],
         cwd=ROOT,
@@ -162,40 +162,41 @@ def site(
         capture_output=True,
         text=True,
     ).stdout.split()
-    servers: list[tuple[subprocess.Popen, Path]] = []
+    log_path = Path(scratch) / "server.log"
+    command = [sys.executable, "manage.py", "serve", "--port", str(port)]
+    if os.environ.get("BENCH_PROFILE") and processes == 1:
+        # Daphne itself under cProfile, writing BENCH_PROFILE when the server stops.
+        command = [sys.executable, "-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]]
+        command += ["-m", "daphne", "--bind", "127.0.0.1", "--port", str(port)]
+        command += ["chatsite.asgi:application"]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        for index, port in enumerate(ports):
-            log_path = Path(scratch) / f"server-{index}.log"
-            command = [sys.executable, "manage.py", "serve", "--port", str(port)]
-            if os.environ.get("BENCH_PROFILE") and index == 0:
-                # Daphne itself under cProfile, writing BENCH_PROFILE when the server stops.
-                command = [sys.executable, "-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]]
-                command += ["-m", "daphne", "--bind", "127.0.0.1", "--port", str(port)]
-                command += ["chatsite.asgi:application"]
-            with open(log_path, "wb") as log:
-                process = subprocess.Popen(
-                    command,
-                    cwd=ROOT,
-                    env=env | {"PORT": str(port)},
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            servers.append((process, log_path))
-        urls = [f"http://127.0.0.1:{port}" for port in ports]
-        for url, (process, log_path) in zip(urls, servers, strict=True):
-            _wait_healthy(url, process, log_path)
-        yield Site(
-            urls=urls, cookies=cookies, pids=[process.pid for process, _ in servers], mode=mode
-        )
+        url = f"http://127.0.0.1:{port}"
+        _wait_healthy(url, process, log_path)
+        pids = [process.pid]
+        if processes > 1:
+            # The supervisor's own CPU is counted too (it only watches).
+            pids += sorted(_wait_children(process.pid, processes))
+        yield Site(url=url, cookies=cookies, pids=pids, mode=mode)
     finally:
-        for process, _ in servers:
-            process.terminate()
-        for process, _ in servers:
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+        process.terminate()
+        try:
+            process.wait(40)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+def _wait_children(pid: int, count: int) -> set[int]:
+    from tests.live_server import child_pids
+
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if len(children := child_pids(pid)) == count:
+            return children
+        time.sleep(0.1)
+    raise RuntimeError(f"the server did not start {count} processes")
 
 
 def _wait_healthy(url: str, process: subprocess.Popen, log: Path) -> None:
@@ -259,14 +260,13 @@ def prompt(tokens: int, interval_ms: float = 0) -> str:
 
 
 async def ours_open(site: Site, index: int = 0):
-    """A signed-in socket to the site's server number `index` (round robin over its servers)."""
+    """A socket signed in as the site's bench user number `index` (round robin)."""
     from websockets.asyncio.client import connect
 
-    url = site.urls[index % len(site.urls)]
     return await connect(
-        site.ws_url(index),
+        site.ws_url,
         additional_headers={"Cookie": site.cookies[index % len(site.cookies)]},
-        origin=url,
+        origin=site.url,
         compression=None,
         proxy=None,
         max_queue=None,

@@ -16,9 +16,13 @@ that trickle their request head (its `--http-timeout` starts only once the body 
   connection closed before any of the body is read; a chunked body is counted and cut off the
   same way;
 - a WebSocket frame over Daphne's message limit closes the socket with 1009 and a reason.
+
+It also makes Daphne's `--fd` work: `manage.py serve` with SERVER_PROCESSES > 1 binds the port
+itself and hands each Daphne process a listening socket that way (chatsite.supervisor).
 """
 
 import os
+import socket
 import sys
 
 from daphne.http_protocol import HTTPFactory, WebRequest
@@ -31,6 +35,7 @@ from chatsite.request_limits import (
     session_key_of,
     too_large_body,
 )
+from chatsite.supervisor import SUPERVISOR_ENV
 
 
 class LimitedRequest(WebRequest):
@@ -160,14 +165,46 @@ class ClosingWebSocketFactory(WebSocketFactory):
         super().setProtocolOptions(failByDrop=False, **options)
 
 
+def server_from_string(reactor, description: str):
+    """Twisted's endpoint for `description`. Daphne describes `--fd N` as "fd:fileno=N", which
+    Twisted has no parser for: that one becomes the endpoint that adopts a listening socket."""
+    from twisted.internet.endpoints import AdoptedStreamServerEndpoint, serverFromString
+
+    prefix = "fd:fileno="
+    if not description.startswith(prefix):
+        return serverFromString(reactor, description)
+    fileno = int(description.removeprefix(prefix))
+    # The socket knows its own family; the probe works on a copy, Twisted adopts the original.
+    with socket.socket(fileno=os.dup(fileno)) as probe:
+        family = probe.family
+    return AdoptedStreamServerEndpoint(reactor, fileno, family)
+
+
+def stop_without_supervisor(supervisor: int) -> None:
+    """Stop, as on SIGTERM (answers saved), once the supervising `manage.py serve` is gone however
+    it ended: a killed supervisor can neither stop nor restart this process any more, and a
+    server left running would keep its share of the port's connections."""
+    from twisted.internet import reactor, task
+
+    def check() -> None:
+        # Orphans are adopted by another process: the parent changes.
+        if os.getppid() != supervisor and reactor.running:
+            reactor.stop()
+
+    reactor.callWhenRunning(task.LoopingCall(check).start, 1.0)
+
+
 def main(argv: list[str]) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
     import daphne.server
     from daphne.cli import CommandLineInterface
 
-    # Daphne builds its factories inside Server.run, with no option to pass others.
+    # Daphne builds its factories and endpoints inside Server.run, with no option to pass others.
     daphne.server.HTTPFactory = LimitedHTTPFactory
     daphne.server.WebSocketFactory = ClosingWebSocketFactory
+    daphne.server.serverFromString = server_from_string
+    if supervisor := os.environ.get(SUPERVISOR_ENV):
+        stop_without_supervisor(int(supervisor))
     CommandLineInterface().run(argv)
 
 

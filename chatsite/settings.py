@@ -312,8 +312,20 @@ LOGGING = {
 }
 
 # --- Serving ----------------------------------------------------------------------------------
-# `manage.py serve` (what `make run` starts) binds here; behind a proxy, run one process per port.
+# `manage.py serve` (what `make run` starts) binds here.
 BIND_ADDRESS = env.str("BIND_ADDRESS", default="127.0.0.1")
+# Daphne processes `manage.py serve` runs on that one port, restarting any that dies
+# (chatsite.supervisor). A process runs Python on one core at a time; more need scale mode, where
+# each answer's stream reaches the other processes through Redis.
+SERVER_PROCESSES = env.int("SERVER_PROCESSES", default=1)
+if SERVER_PROCESSES < 1:
+    raise ImproperlyConfigured("SERVER_PROCESSES must be at least 1.")
+if SERVER_PROCESSES > 1 and not (REDIS_URL and _db["ENGINE"] == "django.db.backends.postgresql"):
+    raise ImproperlyConfigured(
+        "SERVER_PROCESSES above 1 needs scale mode: set REDIS_URL and a PostgreSQL DATABASE_URL. "
+        "Without Redis an answer streams only to the sockets of the process that runs it, and "
+        "SQLite admits one writer at a time across processes."
+    )
 
 # --- Tests ------------------------------------------------------------------------------------
 # Set by .ci/run: a test that needs PostgreSQL, Redis or Chromium fails instead of skipping when

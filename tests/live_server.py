@@ -121,3 +121,59 @@ class LiveServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+# --- processes and their connections, read from /proc (Linux) ----------------------------------
+
+
+def child_pids(pid: int) -> set[int]:
+    """The live processes whose parent is `pid`."""
+    children = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # The command may hold spaces and parentheses: fields are counted after the last ")".
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        # fields[0] is the state (Z: a zombie not yet reaped), fields[1] the parent.
+        if int(fields[1]) == pid and fields[0] != "Z":
+            children.add(int(entry.name))
+    return children
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    inodes = set()
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(int(target[8:-1]))
+    except FileNotFoundError:
+        pass
+    return inodes
+
+
+def connection_owners(server_port: int, pids: set[int]) -> dict[int, int]:
+    """Client port → the process among `pids` holding the server's end of that connection to
+    `server_port` (connections not accepted yet are left out)."""
+    by_inode: dict[int, int] = {}
+    for name in ("tcp", "tcp6"):
+        path = Path(f"/proc/net/{name}")
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+            if local_port == server_port and remote_port:
+                by_inode[int(fields[9])] = remote_port
+    owners = {}
+    for pid in pids:
+        for inode in _socket_inodes(pid) & by_inode.keys():
+            owners[by_inode[inode]] = pid
+    return owners

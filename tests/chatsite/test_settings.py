@@ -145,3 +145,26 @@ def test_postgres_pool_is_sized_by_its_setting_and_larger_than_the_database_thre
     assert result.returncode != 0
     last_line = result.stderr.strip().splitlines()[-1]
     assert "DATABASE_POOL_SIZE (8) must be larger than DATABASE_THREADS (8)" in last_line
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"REDIS_URL": "redis://cache.internal:6379/0"},  # SQLite
+        {"DATABASE_URL": "postgres://chat:pw@db.internal/chat"},  # no Redis
+    ],
+    ids=["sqlite", "no-redis"],
+)
+def test_several_server_processes_need_scale_mode(env):
+    result = run_settings(**KEYS, **env, SERVER_PROCESSES="2")
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert "SERVER_PROCESSES above 1 needs scale mode" in last_line
+
+    scale_mode = {
+        "DATABASE_URL": "postgres://chat:pw@db.internal/chat",
+        "REDIS_URL": "redis://cache.internal:6379/0",
+    }
+    assert run_settings(**KEYS, **scale_mode, SERVER_PROCESSES="2").returncode == 0
+    result = run_settings(**KEYS, **scale_mode, SERVER_PROCESSES="0")
+    assert "SERVER_PROCESSES must be at least 1" in result.stderr

@@ -3,7 +3,7 @@ scale mode, Redis), browsers' sockets played by a real WebSocket client."""
 
 import asyncio
 import json
-from contextlib import suppress
+from contextlib import AsyncExitStack, suppress
 
 import pytest
 from channels.db import database_sync_to_async
@@ -11,7 +11,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from conversations.models import Message
-from tests.live_server import LiveServer, session_cookie
+from tests.live_server import LiveServer, child_pids, connection_owners, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -243,3 +243,41 @@ async def test_deactivating_a_user_closes_their_sockets_on_every_process(
             with pytest.raises(ConnectionClosed) as closed:
                 await asyncio.wait_for(ws.recv(), WAIT)
             assert closed.value.rcvd.code == 4401
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_two_processes_on_one_port_stream_every_answer_whole(
+    servers, fake_upstream, django_user_model
+):
+    """SERVER_PROCESSES=2 (chatsite.supervisor): sockets spread over both processes, and each
+    answer arrives whole whichever process runs it."""
+    fake_upstream.behave(reply=REPLY, chunk_delay=0.01)
+    server = servers("pair", SERVER_PROCESSES="2")
+
+    def cookies() -> list[str]:
+        users = [django_user_model.objects.create_user(username=f"user{i}") for i in range(24)]
+        return [session_cookie(user) for user in users]
+
+    async with AsyncExitStack() as stack:
+        sockets = [
+            await stack.enter_async_context(open_socket(server, cookie))
+            for cookie in await database_sync_to_async(cookies)()
+        ]
+        # Every socket is open, so accepted: its server end is held by one of the processes.
+        children = child_pids(server.process.pid)
+        owners = connection_owners(server.port, children)
+        assert len(children) == 2
+        assert {owners[ws.local_address[1]] for ws in sockets} == children
+
+        async def ask(ws) -> list[dict]:
+            chat = Socket(ws)
+            await chat.send("chat.send", conversation=None, content="Count for me")
+            return await chat.until("message.done")
+
+        answers = await asyncio.gather(*(ask(ws) for ws in sockets))
+    for frames in answers:
+        text, seqs = text_of(frames)
+        assert (frames[-1]["status"], frames[-1]["content"]) == ("complete", REPLY)
+        assert text == REPLY
+        assert seqs == list(range(1, len(seqs) + 1))

@@ -28,13 +28,28 @@ class Command(BaseCommand):
             api_call_interrupt_stale()
         else:
             api_call_interrupt_dead(alive_before=None)
-        self.stdout.write(f"Serving on http://{settings.BIND_ADDRESS}:{port}/", ending="\n")
+        options = ["--proxy-headers"] if settings.PROXY_HEADERS else []
+        processes = settings.SERVER_PROCESSES
+        address = f"http://{settings.BIND_ADDRESS}:{port}/"
+        if processes > 1:
+            from django.db import connection
+
+            from chatsite.supervisor import Supervisor
+
+            # This process only watches over the servers from here on: its pool of PostgreSQL
+            # connections (scale mode is on PostgreSQL) would stay open for nothing.
+            connection.close()
+            connection.close_pool()
+            self.stdout.write(f"Serving on {address} with {processes} processes", ending="\n")
+            self.stdout.flush()
+            supervisor = Supervisor(
+                host=settings.BIND_ADDRESS, port=port, count=processes, daphne_options=options
+            )
+            sys.exit(supervisor.run())
+        self.stdout.write(f"Serving on {address}", ending="\n")
         self.stdout.flush()
         # exec, not a child process: signals from the terminal or a supervisor reach Daphne itself.
         # Daphne, with request limits it has no options for (chatsite.server).
         argv = [sys.executable, "-m", "chatsite.server", "--bind", settings.BIND_ADDRESS]
-        argv += ["--port", str(port)]
-        if settings.PROXY_HEADERS:
-            argv += ["--proxy-headers"]
-        argv += ["chatsite.asgi:application"]
+        argv += ["--port", str(port), *options, "chatsite.asgi:application"]
         os.execv(sys.executable, argv)
