@@ -117,8 +117,15 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------------
-DATABASE_URL = env.str("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'chat.sqlite3'}")
+# Set but empty (`DATABASE_URL=` in .env) means the default too: it used to stop start-up with
+# a bare KeyError from deep in the settings.
+DATABASE_URL = env.str("DATABASE_URL", default="") or f"sqlite:///{VAR_DIR / 'chat.sqlite3'}"
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
+if "ENGINE" not in DATABASES["default"]:
+    raise ImproperlyConfigured(
+        "DATABASE_URL is not a database URL this site knows: use sqlite:///path/to/file.sqlite3 "
+        "or postgres://user:password@host:5432/name."
+    )
 # Threads that run the sockets' and the chat engine's database calls (chatsite.db), each keeping
 # its connection; on SQLite one more thread runs the writes, which SQLite serialises anyway.
 DATABASE_THREADS = env.int("DATABASE_THREADS", default=8)

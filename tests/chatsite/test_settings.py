@@ -168,3 +168,12 @@ def test_several_server_processes_need_scale_mode(env):
     assert run_settings(**KEYS, **scale_mode, SERVER_PROCESSES="2").returncode == 0
     result = run_settings(**KEYS, **scale_mode, SERVER_PROCESSES="0")
     assert "SERVER_PROCESSES must be at least 1" in result.stderr
+
+
+def test_an_empty_database_url_means_the_default_and_a_strange_one_is_named():
+    assert parsed(DATABASE_URL="")["engine"] == "django.db.backends.sqlite3"
+
+    result = run_settings(**KEYS, DATABASE_URL="chat.sqlite3")
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert "DATABASE_URL is not a database URL this site knows" in last_line
