@@ -82,16 +82,16 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, *, host: str, port: int, count: int, daphne_options: list[str]) -> None:
-        self.host, self.port, self.count = host, port, count
+    """`count` Daphne processes on `sockets` (from listening_sockets), until told to stop."""
+
+    def __init__(
+        self, *, sockets: list[socket.socket], count: int, daphne_options: list[str]
+    ) -> None:
+        self.children = [Child(sock=sockets[index % len(sockets)]) for index in range(count)]
         self.daphne_options = daphne_options
         self.stopping = False
-        self.children: list[Child] = []
 
     def run(self) -> int:
-        sockets = listening_sockets(self.host, self.port, self.count)
-        self.port = sockets[0].getsockname()[1]
-        self.children = [Child(sock=sockets[index % len(sockets)]) for index in range(self.count)]
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._stop_requested)
         try:
@@ -102,8 +102,8 @@ class Supervisor:
                 time.sleep(POLL_SECONDS)
             self._stop_children()
         finally:
-            for sock in sockets:
-                sock.close()
+            for child in self.children:
+                child.sock.close()
         return 0
 
     def _stop_requested(self, signum, frame) -> None:

@@ -56,7 +56,8 @@ class LiveServer:
         self.extra_env = env
         self.process: subprocess.Popen | None = None
 
-    def _env(self) -> dict[str, str]:
+    def child_env(self) -> dict[str, str]:
+        """The environment the server process runs with."""
         env = dict(os.environ)
         env.update(
             {
@@ -83,7 +84,7 @@ class LiveServer:
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", "serve", "--port", str(self.port)],
             cwd=settings.BASE_DIR,
-            env=self._env(),
+            env=self.child_env(),
             stdout=log,
             stderr=subprocess.STDOUT,
         )

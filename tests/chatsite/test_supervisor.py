@@ -4,11 +4,13 @@
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 import urllib.request
 
 import pytest
+from django.conf import settings
 
 from chatsite.supervisor import listening_sockets
 from tests.live_server import LiveServer, child_pids, connection_owners
@@ -126,3 +128,24 @@ def test_the_servers_stop_when_their_supervisor_is_killed(supervised):
     children = wait_for(lambda: len(child_pids(parent)) == 2 and child_pids(parent), "2 servers")
     supervised.kill()
     wait_for(lambda: not [pid for pid in children if pid_exists(pid)], "the servers to stop")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_a_taken_port_is_named_not_a_traceback(tmp_path):
+    server = LiveServer(tmp_path / "serve.log", SERVER_PROCESSES="2")
+    with socket.create_server(("127.0.0.1", server.port)):
+        result = subprocess.run(
+            [sys.executable, "manage.py", "serve", "--port", str(server.port)],
+            cwd=settings.BASE_DIR,
+            env=server.child_env(),
+            capture_output=True,
+            text=True,
+            timeout=WAIT,
+        )
+    assert result.returncode != 0
+    assert f"Cannot listen on http://127.0.0.1:{server.port}/: Address already in use" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr

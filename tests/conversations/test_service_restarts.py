@@ -129,7 +129,7 @@ print(settings.SESSION_COOKIE_NAME + "=" + client.cookies[settings.SESSION_COOKI
 
 def site_on(postgres: OwnPostgres, server: LiveServer, upstream_url: str) -> str:
     """Migrate the private database, add a provider and a user; the user's session cookie."""
-    env = {**server._env(), "DATABASE_URL": postgres.url}
+    env = {**server.child_env(), "DATABASE_URL": postgres.url}
     manage = [sys.executable, "manage.py"]
     run = partial(subprocess.run, cwd=settings.BASE_DIR, env=env, check=True, text=True)
     run([*manage, "migrate", "--no-input"], capture_output=True)

@@ -2,7 +2,7 @@ import os
 import sys
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 
 class Command(BaseCommand):
@@ -34,17 +34,20 @@ class Command(BaseCommand):
         if processes > 1:
             from django.db import connection
 
-            from chatsite.supervisor import Supervisor
+            from chatsite.supervisor import Supervisor, listening_sockets
 
+            try:
+                sockets = listening_sockets(settings.BIND_ADDRESS, port, processes)
+            except OSError as exc:
+                # The port is taken, or the address is not one of this machine's.
+                raise CommandError(f"Cannot listen on {address}: {exc.strerror or exc}") from None
             # This process only watches over the servers from here on: its pool of PostgreSQL
             # connections (scale mode is on PostgreSQL) would stay open for nothing.
             connection.close()
             connection.close_pool()
             self.stdout.write(f"Serving on {address} with {processes} processes", ending="\n")
             self.stdout.flush()
-            supervisor = Supervisor(
-                host=settings.BIND_ADDRESS, port=port, count=processes, daphne_options=options
-            )
+            supervisor = Supervisor(sockets=sockets, count=processes, daphne_options=options)
             sys.exit(supervisor.run())
         self.stdout.write(f"Serving on {address}", ending="\n")
         self.stdout.flush()
