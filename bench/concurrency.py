@@ -154,7 +154,8 @@ def main() -> None:
     parts = [
         "## Many streams at once\n",
         f"N streams sent at once by N users, each {TOKENS} tokens at 20 tok/s, on one server "
-        "process (and, in services mode at N = 500 and 1,000, also on two). "
+        "process (and, in services mode at N = 500 and 1,000, also on two: `SERVER_PROCESSES=2` "
+        "on one port). "
         "*Late by*: the last token's arrival after the upstream's schedule (send time + 5 s). "
         "The bench's own clients share the machine with the server.\n",
     ]
