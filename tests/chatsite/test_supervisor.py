@@ -19,6 +19,13 @@ linux_only = pytest.mark.skipif(sys.platform != "linux", reason="SO_REUSEPORT an
 WAIT = 30
 
 
+def scale_mode(test):
+    """SERVER_PROCESSES above 1 needs scale mode; the servers share this run's database."""
+    for mark in (pytest.mark.redis, pytest.mark.postgres, pytest.mark.django_db(transaction=True)):
+        test = mark(test)
+    return test
+
+
 def wait_for(condition, what: str):
     """Poll `condition` until it returns something true; fail after WAIT seconds."""
     deadline = time.monotonic() + WAIT
@@ -81,13 +88,15 @@ def supervised(tmp_path):
     server.stop()
 
 
+def two_servers(parent: int) -> set[int]:
+    return wait_for(lambda: len(pids := child_pids(parent)) == 2 and pids, "2 servers")
+
+
 @linux_only
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.postgres
-@pytest.mark.redis
+@scale_mode
 def test_two_processes_serve_one_port_and_a_dead_one_is_replaced(supervised):
     parent = supervised.process.pid
-    children = wait_for(lambda: len(child_pids(parent)) == 2 and child_pids(parent), "2 servers")
+    children = two_servers(parent)
 
     clients = [socket.create_connection(("127.0.0.1", supervised.port)) for _ in range(40)]
     ports = {client.getsockname()[1] for client in clients}
@@ -109,7 +118,8 @@ def test_two_processes_serve_one_port_and_a_dead_one_is_replaced(supervised):
         "a replacement for the killed server",
     )
     assert replaced - children  # a new process, on the dead one's socket
-    # Connections hashed to that socket while it had no process waited for the new one.
+    # Connections hashed to the dead one's socket are served by the new process (those that
+    # came while it started waited in the socket's queue).
     assert [healthz(supervised.port) for _ in range(20)] == [200] * 20
 
     supervised.process.send_signal(signal.SIGTERM)
@@ -120,19 +130,14 @@ def test_two_processes_serve_one_port_and_a_dead_one_is_replaced(supervised):
 
 
 @linux_only
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.postgres
-@pytest.mark.redis
+@scale_mode
 def test_the_servers_stop_when_their_supervisor_is_killed(supervised):
-    parent = supervised.process.pid
-    children = wait_for(lambda: len(child_pids(parent)) == 2 and child_pids(parent), "2 servers")
+    children = two_servers(supervised.process.pid)
     supervised.kill()
     wait_for(lambda: not [pid for pid in children if pid_exists(pid)], "the servers to stop")
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.postgres
-@pytest.mark.redis
+@scale_mode
 def test_a_taken_port_is_named_not_a_traceback(tmp_path):
     server = LiveServer(tmp_path / "serve.log", SERVER_PROCESSES="2")
     with socket.create_server(("127.0.0.1", server.port)):
