@@ -241,9 +241,8 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             if protocol.chunks or protocol.eof or protocol.lost or self._transport.is_closing():
                 return True
             sock = self._transport.get_extra_info("socket")
-            if sock is None or sock.fileno() < 0:
-                return True
-            return _readable_now(sock.fileno())
+            fd = sock.fileno() if sock is not None else -1
+            return fd < 0 or _readable_now(fd)
         return None
 
 

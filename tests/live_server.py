@@ -127,20 +127,29 @@ class LiveServer:
 # --- processes and their connections, read from /proc (Linux) ----------------------------------
 
 
+def _stat(pid: int | str) -> list[str] | None:
+    """/proc/PID/stat's fields after the command (state, parent, ...); None once it is gone."""
+    try:
+        # The command may hold spaces and parentheses: fields are counted after the last ")".
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+
+
+def process_alive(pid: int) -> bool:
+    """Whether `pid` still runs: a zombie (ended, not yet reaped) does not."""
+    fields = _stat(pid)
+    return fields is not None and fields[0] != "Z"
+
+
 def child_pids(pid: int) -> set[int]:
     """The live processes whose parent is `pid`."""
     children = set()
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            # The command may hold spaces and parentheses: fields are counted after the last ")".
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError, IndexError):
-            continue
-        # fields[0] is the state (Z: a zombie not yet reaped), fields[1] the parent.
-        if int(fields[1]) == pid and fields[0] != "Z":
-            children.add(int(entry.name))
+        if entry.name.isdigit():
+            fields = _stat(entry.name)
+            if fields is not None and int(fields[1]) == pid and fields[0] != "Z":
+                children.add(int(entry.name))
     return children
 
 

@@ -13,7 +13,7 @@ import pytest
 from django.conf import settings
 
 from chatsite.supervisor import listening_sockets
-from tests.live_server import LiveServer, child_pids, connection_owners
+from tests.live_server import LiveServer, child_pids, connection_owners, process_alive
 
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="SO_REUSEPORT and /proc: Linux")
 WAIT = 30
@@ -39,16 +39,6 @@ def wait_for(condition, what: str):
 def healthz(port: int) -> int:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=WAIT) as response:
         return response.status
-
-
-def pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie (ended, not yet reaped by its parent) has not "stopped serving" any less.
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @linux_only
@@ -124,7 +114,7 @@ def test_two_processes_serve_one_port_and_a_dead_one_is_replaced(supervised):
 
     supervised.process.send_signal(signal.SIGTERM)
     assert supervised.process.wait(WAIT) == 0
-    assert not [pid for pid in replaced if pid_exists(pid)]
+    assert not [pid for pid in replaced if process_alive(pid)]
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", supervised.port), timeout=2)
 
@@ -134,7 +124,7 @@ def test_two_processes_serve_one_port_and_a_dead_one_is_replaced(supervised):
 def test_the_servers_stop_when_their_supervisor_is_killed(supervised):
     children = two_servers(supervised.process.pid)
     supervised.kill()
-    wait_for(lambda: not [pid for pid in children if pid_exists(pid)], "the servers to stop")
+    wait_for(lambda: not [pid for pid in children if process_alive(pid)], "the servers to stop")
 
 
 @scale_mode
