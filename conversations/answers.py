@@ -7,6 +7,7 @@ import asyncio
 import html
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -85,11 +86,17 @@ async def best_effort(
 
 
 async def answer_end_announce(
-    *, log: EventLog, message_id: uuid.UUID, seq: int | None, done: dict[str, Any]
+    *,
+    log: EventLog,
+    message_id: uuid.UUID,
+    seq: int | None,
+    done: dict[str, Any],
+    then: Sequence[dict[str, Any]] = (),
 ) -> None:
     """Close the answer's event log with `done` (unless `seq` is None: no open log to close),
     then tell the conversation's sockets directly, so one whose reading of the log failed (or
-    that could not read it at all) still learns that the answer ended."""
+    that could not read it at all) still learns that the answer ended; `then`, the frames that
+    follow the end (a new title), go in the same message."""
     if seq is not None:
         key = log_key(message_id)
         await best_effort("event log finish", lambda: log.finish(key, seq=seq, done=done))
@@ -97,6 +104,6 @@ async def answer_end_announce(
     await best_effort(
         "announcing the end",
         lambda: get_channel_layer().group_send(
-            groups.conversation_group(conversation_id), groups.message_done(done)
+            groups.conversation_group(conversation_id), groups.message_done(done, then=then)
         ),
     )

@@ -1,6 +1,7 @@
-"""A new conversation's title, written after its first answer: by the provider named in
-CHAT_TITLE_PROVIDER when there is one and it answers in time, else the first words of the first
-message (conversations.titles, which holds the rules for title text)."""
+"""A new conversation's title, written when its first answer ends: by the provider named in
+CHAT_TITLE_PROVIDER when there is one and it answers in time (after the answer), else the first
+words of the first message (with the answer's final save; conversations.titles holds the rules
+for title text)."""
 
 import asyncio
 import logging
@@ -43,6 +44,15 @@ async def _title_from_provider(text: str) -> str | None:
         return None
     title = " ".join("".join(parts).split()).strip(" \"'.")
     return title[: titles.TITLE_MAX_CHARS] or None
+
+
+def title_now(text: str | None) -> str | None:
+    """The title an answer's final save gives its conversation (conversations.services
+    .message_finish): the first words of `text`, the conversation's first message when it has no
+    title yet, unless a title provider is set (conversation_title_write asks it later)."""
+    if not text or settings.CHAT_TITLE_PROVIDER:
+        return None
+    return titles.title_from_text(text)
 
 
 async def conversation_title_write(*, conversation_id: uuid.UUID, text: str) -> None:

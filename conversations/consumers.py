@@ -9,7 +9,7 @@ socket watches is read from its event log by a follower task of the socket's own
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing, suppress
 from typing import Any
 
@@ -417,9 +417,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         html = await sync_to_async(message_html, thread_sensitive=False)(message)
         return frames.message_done_from_row(message, html=html)
 
-    async def send_done(self, frame: dict[str, Any]) -> None:
+    async def send_done(self, frame: dict[str, Any], then: Sequence[dict[str, Any]] = ()) -> None:
+        """The answer's end, once per socket, then what came with it (a new title): those are
+        sent even when the end already went out through the answer's log."""
         if _remember(self.done_sent, uuid.UUID(frame["message"])):
             await self.send_json(frame)
+        for follow_up in then:
+            await self.send_json(follow_up)
 
     # --- the session behind the socket (conversations.sessions) ------------------------------
 
@@ -481,19 +485,21 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(event["frame"])
 
     async def chat_message_done(self, event: dict[str, Any]) -> None:
-        frame = event["frame"]
+        frame, then = event["frame"], event.get("then", ())
         task = self.followers.get(uuid.UUID(frame["message"]))
         if task is None or task.done():
-            await self.send_done(frame)
+            await self.send_done(frame, then)
             return
         # This socket's reader of the answer delivers the end itself, after the last delta;
         # give it a moment (without holding up this socket's other frames), then stop waiting.
-        pending = asyncio.create_task(self.send_done_after(task, frame))
+        pending = asyncio.create_task(self.send_done_after(task, frame, then))
         self.background.add(pending)
         pending.add_done_callback(self.background.discard)
 
-    async def send_done_after(self, follower: asyncio.Task[None], frame: dict[str, Any]) -> None:
+    async def send_done_after(
+        self, follower: asyncio.Task[None], frame: dict[str, Any], then: Sequence[dict[str, Any]]
+    ) -> None:
         await asyncio.wait([follower], timeout=DONE_GRACE_SECONDS)
         if not follower.done():
             follower.cancel()
-        await self.send_done(frame)
+        await self.send_done(frame, then)

@@ -10,7 +10,7 @@ it (the provider finishing or failing, a stop, the process shutting down) the te
 
 Control messages go through the channel layer, never tokens (see eventlog for why; their shapes
 are in conversations.groups): stop requests reach the engine of the process running an answer
-through its `chat.generation.<id>` group.
+through the engines' group, which every process's engine is in.
 """
 
 import asyncio
@@ -38,13 +38,16 @@ from conversations.answers import (
 )
 from conversations.checkpoints import CheckpointWriter
 from conversations.eventlog import EventLog, event_log
-from conversations.models import Message
+from conversations.models import Conversation, Message
 from conversations.services import Exchange
 from providers.errors import ProviderError
 from providers.services import stream_chat
 from providers.types import ProviderInfo, Usage
 
 logger = logging.getLogger(__name__)
+
+# How often an engine renews its membership of the engines' group (see join_engines_group).
+ENGINES_GROUP_REJOIN_SECONDS = 3600.0
 
 # The final save is retried this many times (with a short pause) before the answer is left to the
 # stale sweep, which keeps its last checkpoint.
@@ -349,9 +352,18 @@ class Generation:
             with suppress(Exception):
                 await self._checkpoint
         fields = await self._final_fields(status, failure)
+        titled: list[Conversation] = []
+
+        async def save() -> None:
+            conversation = await db_call(services.message_finish, writes=True)(
+                **fields, title=auto_titles.title_now(self.exchange.title_source)
+            )
+            if conversation is not None:
+                titled.append(conversation)
+
         await best_effort(
             f"saving answer {self.message_id}",
-            lambda: db_call(services.message_finish, writes=True)(**fields),
+            save,
             attempts=FINISH_ATTEMPTS,
             pause=0.2,
             # A save cut short would go on in its thread while the next attempt starts.
@@ -368,7 +380,10 @@ class Generation:
             finished_at=timezone.now(),
             **row,
         )
-        await answer_end_announce(log=log, message_id=self.message_id, seq=self.seq, done=done)
+        then = [frames.conversation_updated(frames.conversation_data(c)) for c in titled]
+        await answer_end_announce(
+            log=log, message_id=self.message_id, seq=self.seq, done=done, then=then
+        )
 
     async def _final_fields(self, status: str, failure: ProviderError | None) -> dict[str, Any]:
         """The answer's final row (message_finish's arguments), its HTML rendered once, here:
@@ -417,6 +432,8 @@ class Engine:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._channel: str | None = None
         self._started = asyncio.Lock()
+        self._joining = asyncio.Lock()
+        self._joined_at = float("-inf")
         self._background: list[asyncio.Task[Any]] = []
         self.checkpoints = CheckpointWriter()
         self.lag = LoopLag()
@@ -463,18 +480,26 @@ class Engine:
                 logger.warning("chat engine: stale sweep failed", exc_info=True)
 
     async def register(self, generation: Generation) -> None:
-        """Make the answer stoppable here at once; from other processes once its stop group is
-        joined (see generation_start for the order)."""
+        """Make the answer stoppable here at once; from other processes once this engine is in
+        the engines' group (see generation_start for the order)."""
         await self.ensure_started()
         self.generations[generation.message_id] = generation
 
-    async def join_stop_group(self, generation: Generation) -> None:
-        await best_effort(
-            "joining the stop group",
-            lambda: get_channel_layer().group_add(
-                groups.generation_group(generation.message_id), self._channel
-            ),
-        )
+    async def join_engines_group(self) -> None:
+        """Be in the engines' group, which carries stops from other processes: joined by this
+        process's first answer, and again by the first one after ENGINES_GROUP_REJOIN_SECONDS,
+        well inside the layer's group expiry (a day), which would otherwise drop this engine."""
+        if time.monotonic() - self._joined_at < ENGINES_GROUP_REJOIN_SECONDS:
+            return
+        async with self._joining:
+            if time.monotonic() - self._joined_at < ENGINES_GROUP_REJOIN_SECONDS:
+                return  # another answer joined while this one waited
+            joined = await best_effort(
+                "joining the engines' group",
+                lambda: get_channel_layer().group_add(groups.ENGINES, self._channel),
+            )
+            if joined:
+                self._joined_at = time.monotonic()
 
     def run_in_background(self, work) -> None:
         task = asyncio.create_task(work)
@@ -498,15 +523,12 @@ class Engine:
             await self._save_after_crash(generation)
         finally:
             self.generations.pop(generation.message_id, None)
-            with suppress(Exception):
-                await get_channel_layer().group_discard(
-                    groups.generation_group(generation.message_id), self._channel
-                )
-        if generation.exchange.title_source:
+        source = generation.exchange.title_source
+        if source and settings.CHAT_TITLE_PROVIDER:
+            # A title provider's title comes after the answer; first words came with its end.
             try:
                 await auto_titles.conversation_title_write(
-                    conversation_id=generation.conversation_id,
-                    text=generation.exchange.title_source,
+                    conversation_id=generation.conversation_id, text=source
                 )
             except Exception:
                 logger.warning("generation %s: title failed", generation.message_id, exc_info=True)
@@ -533,6 +555,13 @@ class Engine:
         pending = [task for task in self._tasks if not task.done()]
         if pending:
             await asyncio.wait(pending, timeout=grace)
+        if self._channel is not None:
+            # Stops sent to the engines' group need not be queued for a process that is gone.
+            await best_effort(
+                "leaving the engines' group",
+                lambda: get_channel_layer().group_discard(groups.ENGINES, self._channel),
+                attempts=1,
+            )
 
     async def close(self) -> None:
         for task in self._background:
@@ -542,6 +571,7 @@ class Engine:
                 await task
         self._background = []
         self._channel = None
+        self._joined_at = float("-inf")
 
 
 def hook_server_shutdown(engine: Engine) -> None:

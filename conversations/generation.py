@@ -91,8 +91,8 @@ async def generation_start(*, exchange: Exchange) -> Generation:
     The upstream request goes out before any channel-layer round trip: when hundreds of answers
     start at once those round trips queue for the layer's connections, and the first token must
     not wait behind them. A stop from this process works at once (the engine's own table); the
-    stop group, which carries stops from other processes, is joined before other tabs hear of
-    the answer, so no tab can ask to stop an answer its process does not yet listen for."""
+    engines' group, which carries stops from other processes, is joined before other tabs hear
+    of the answer, so no tab can ask to stop an answer its process does not yet listen for."""
     generation = Generation(exchange)
     engine = generation_engine()
     await engine.register(generation)
@@ -102,7 +102,7 @@ async def generation_start(*, exchange: Exchange) -> Generation:
 
 
 async def _announce(engine: Engine, generation: Generation) -> None:
-    await engine.join_stop_group(generation)
+    await engine.join_engines_group()
     exchange = generation.exchange
     created = [
         frames.message_created(message, request_id=None)
@@ -140,9 +140,7 @@ async def generation_stop(*, user, message_id: uuid.UUID) -> None:
     if local is not None:
         local.stop()
         return
-    await get_channel_layer().group_send(
-        groups.generation_group(message_id), groups.generation_stop(message_id)
-    )
+    await get_channel_layer().group_send(groups.ENGINES, groups.generation_stop(message_id))
     # A live answer saves its row at least every liveness interval. One that has not is on a
     # process that died: nobody will act on the stop, so end it here, as the user asked.
     saved = message.checkpointed_at

@@ -6,6 +6,7 @@ Each message's `type` names the consumer method that handles it (`chat.message.d
 """
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 GENERATION_STOP = "generation.stop"
@@ -16,9 +17,10 @@ def conversation_group(conversation_id: uuid.UUID) -> str:
     return f"chat.conversation.{conversation_id.hex}"
 
 
-def generation_group(message_id: uuid.UUID) -> str:
-    """The process writing an answer: stop requests."""
-    return f"chat.generation.{message_id.hex}"
+# Every process's engine, joined once per process: stop requests, each engine acting on the
+# answers it runs. A group per answer cost two Redis round trips (join, leave) on every answer,
+# hundreds a second when many start at once, to route a message sent on a few of them.
+ENGINES = "chat.engines"
 
 
 def user_group(user_id: int) -> str:
@@ -31,9 +33,10 @@ def messages_created(frames: list[dict[str, Any]]) -> dict[str, Any]:
     return {"type": "chat.messages.created", "frames": frames}
 
 
-def message_done(frame: dict[str, Any]) -> dict[str, Any]:
-    """To a conversation group: an answer's `message.done`, for sockets that missed its log."""
-    return {"type": "chat.message.done", "frame": frame}
+def message_done(frame: dict[str, Any], *, then: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """To a conversation group: an answer's `message.done`, for sockets that missed its log, and
+    the frames that follow it (the conversation's new title) in the same message."""
+    return {"type": "chat.message.done", "frame": frame, "then": list(then)}
 
 
 def conversation_updated(frame: dict[str, Any]) -> dict[str, Any]:
@@ -42,5 +45,5 @@ def conversation_updated(frame: dict[str, Any]) -> dict[str, Any]:
 
 
 def generation_stop(message_id: uuid.UUID) -> dict[str, Any]:
-    """To a generation group: stop writing that answer."""
+    """To the engines' group: stop writing that answer (the engine running it acts)."""
     return {"type": GENERATION_STOP, "message": str(message_id)}

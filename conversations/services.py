@@ -35,7 +35,7 @@ from conversations.attachments.services import (
     files_delete,
 )
 from conversations.errors import ChatError
-from conversations.groups import generation_group, generation_stop
+from conversations.groups import ENGINES, generation_stop
 from conversations.models import (
     Conversation,
     Folder,
@@ -251,9 +251,14 @@ def message_finish(
     error_code: str = "",
     error_detail: str = "",
     content_html: str | None = None,
-) -> None:
+    title: str | None = None,
+) -> Conversation | None:
     """The final write of an answer. Unconditional: the generation that ran knows best, even if a
-    stale check wrongly marked its row `interrupted` meanwhile."""
+    stale check wrongly marked its row `interrupted` meanwhile.
+
+    With `title`, the conversation gets it too unless it has one already (a first answer; in the
+    same transaction, which saves every new conversation a round trip to the database thread):
+    the conversation is returned when its title was set, else None."""
     now = timezone.now()
     fields: dict[str, Any] = {
         "content": content,
@@ -279,13 +284,20 @@ def message_finish(
     quote = connection.ops.quote_name
     message_pk = messages.pk.get_db_prep_value(message_id, connection)
     with transaction.atomic():
-        if _rows_update(Message, fields, f"{quote(messages.pk.column)} = %s", [message_pk]):
-            owner = (
-                f"{quote(Conversation._meta.pk.column)} = (SELECT"
-                f" {quote(messages.get_field('conversation').column)} FROM"
-                f" {quote(messages.db_table)} WHERE {quote(messages.pk.column)} = %s)"
-            )
-            _rows_update(Conversation, {"updated_at": now}, owner, [message_pk])
+        if not _rows_update(Message, fields, f"{quote(messages.pk.column)} = %s", [message_pk]):
+            return None
+        owner = (
+            f"{quote(Conversation._meta.pk.column)} = (SELECT"
+            f" {quote(messages.get_field('conversation').column)} FROM"
+            f" {quote(messages.db_table)} WHERE {quote(messages.pk.column)} = %s)"
+        )
+        if title:
+            untitled = f"{owner} AND {quote(Conversation._meta.get_field('title').column)} = %s"
+            changes = {"updated_at": now, "title": title[:200]}
+            if _rows_update(Conversation, changes, untitled, [message_pk, ""]):
+                return Conversation.objects.get(messages__pk=message_id)
+        _rows_update(Conversation, {"updated_at": now}, owner, [message_pk])
+        return None
 
 
 def _rows_update(model: type[Any], values: dict[str, Any], where: str, params: list[Any]) -> int:
@@ -683,9 +695,7 @@ def conversation_sweep_hidden(*, user: AbstractBaseUser) -> int:
 
 def _request_stop(message_id: uuid.UUID) -> None:
     """Ask whichever process runs the answer to stop it (the engine listens on this group)."""
-    async_to_sync(get_channel_layer().group_send)(
-        generation_group(message_id), generation_stop(message_id)
-    )
+    async_to_sync(get_channel_layer().group_send)(ENGINES, generation_stop(message_id))
 
 
 def conversation_switch_branch(*, conversation: Conversation, message: Message) -> uuid.UUID:

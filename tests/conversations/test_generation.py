@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
@@ -17,6 +18,7 @@ from conversations.answers import log_key
 from conversations.engine import generation_engine
 from conversations.eventlog import event_log
 from conversations.generation import exchange_open, generation_start
+from conversations.groups import ENGINES, conversation_group, generation_stop
 from conversations.models import Conversation, Message
 from conversations.protocol import ChatSend
 from conversations.recovery import generation_recover_on_start, generation_recover_stale
@@ -243,6 +245,66 @@ async def test_shutdown_mid_answer_keeps_the_text_as_interrupted(
     saved = await row(exchange.assistant_message.id)
     assert saved.status == Message.Status.INTERRUPTED
     assert saved.content and WORDS.startswith(saved.content)
+
+
+async def test_a_stop_from_another_process_reaches_the_answer_through_the_engines_group(
+    clean_engine, ada, chat_config, fake_upstream
+):
+    """What another process's socket does: hear of the answer in the conversation's group, then
+    send the stop to the engines' group (a real Redis round trip in scale mode). The end comes
+    back to the group with the conversation's new title in the same message."""
+    fake_upstream.behave(reply=WORDS, chunk_delay=0.05)
+    layer = get_channel_layer()
+    tab = await layer.new_channel()
+    exchange = await exchange_open(user=ada, request=send())
+    await layer.group_add(conversation_group(exchange.conversation.id), tab)
+    started = await generation_start(exchange=exchange)
+    created = await asyncio.wait_for(layer.receive(tab), ROW_TIMEOUT)
+    assert created["type"] == "chat.messages.created"
+
+    await layer.group_send(ENGINES, generation_stop(started.message_id))
+    await asyncio.wait_for(started.task, ROW_TIMEOUT)
+    saved = await row(exchange.assistant_message.id)
+    assert saved.status == Message.Status.STOPPED
+    assert WORDS.startswith(saved.content) and saved.content != WORDS
+    done = await asyncio.wait_for(layer.receive(tab), ROW_TIMEOUT)
+    assert done["type"] == "chat.message.done"
+    assert (done["frame"]["status"], done["frame"]["content"]) == ("stopped", saved.content)
+    assert [(frame["type"], frame["conversation"]["title"]) for frame in done["then"]] == [
+        ("conversation.updated", "Hello")
+    ]
+
+
+async def test_an_answer_costs_two_channel_layer_messages_and_no_group_changes(
+    clean_engine, ada, chat_config, fake_upstream, monkeypatch
+):
+    """Per answer, the layer carries its announcement and its end (with the title): the engine
+    joins the engines' group once per process, not a group per answer (a join and a leave each,
+    Redis round trips that hundreds of answers starting at once queued for)."""
+    fake_upstream.behave(reply="Short answer.")
+    layer = get_channel_layer()
+    calls: list[tuple[str, str]] = []
+    for name in ("group_add", "group_discard", "group_send"):
+        real = getattr(layer, name)
+
+        async def counted(group, *args, _name=name, _real=real, **kwargs):
+            calls.append((_name, group))
+            return await _real(group, *args, **kwargs)
+
+        monkeypatch.setattr(layer, name, counted)
+    answers = 5
+    exchanges = [await run_answer(ada, content=f"Question {i}") for i in range(answers)]
+    await generation_engine().wait_idle()
+
+    assert [call for call in calls if call[0] != "group_send"] == [("group_add", ENGINES)]
+    sends = [group for name, group in calls if name == "group_send"]
+    assert sorted(sends) == sorted(
+        conversation_group(exchange.conversation.id) for exchange in exchanges for _ in (1, 2)
+    )
+    titles = await database_sync_to_async(
+        lambda: sorted(Conversation.objects.values_list("title", flat=True))
+    )()
+    assert titles == [f"Question {i}" for i in range(answers)]
 
 
 async def test_unexpected_failure_ends_the_answer_without_leaking_details(

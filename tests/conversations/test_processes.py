@@ -7,9 +7,11 @@ from contextlib import AsyncExitStack, suppress
 
 import pytest
 from channels.db import database_sync_to_async
+from redis import Redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from conversations.groups import ENGINES
 from conversations.models import Message
 from tests.live_server import LiveServer, child_pids, connection_owners, session_cookie
 
@@ -223,6 +225,29 @@ async def test_server_told_to_stop_ends_running_answers_as_interrupted(
     assert len(row.content.split()) >= len(seen)
     assert REPLY.startswith(row.content)
     assert done and done[0]["status"] == "interrupted" and done[0]["content"] == row.content
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_a_server_joins_the_engines_group_once_and_leaves_it_when_stopped(
+    servers, cookie, fake_upstream, settings
+):
+    """Stops from other processes reach a server through the engines' group in Redis: its first
+    answer puts it there, later answers add nothing, and a server told to stop takes itself out
+    (stops queued for a process that is gone help nobody)."""
+    group = f"asgi:group:{ENGINES}"
+    redis = Redis.from_url(settings.REDIS_URL)
+    before = set(redis.zrange(group, 0, -1))
+    server = servers("only")
+    async with open_socket(server, cookie) as ws:
+        socket = Socket(ws)
+        for question in ("One", "Two", "Three"):
+            await socket.send("chat.send", conversation=None, content=question)
+            await socket.until("message.done")
+    joined = set(redis.zrange(group, 0, -1)) - before
+    assert len(joined) == 1, joined
+    server.stop()
+    assert not joined & set(redis.zrange(group, 0, -1))
 
 
 @pytest.mark.postgres

@@ -207,6 +207,36 @@ def test_the_final_save_writes_every_field_and_touches_only_its_conversation(ada
     assert len(statements([q["sql"] for q in queries.captured_queries])) == 2
 
 
+def test_the_final_save_titles_an_untitled_conversation_in_the_same_statements(ada, chat_config):
+    """A first answer's final save gives its conversation the title too, with its stamp in one
+    UPDATE, and returns the conversation as it now is (for the socket's frame); a conversation
+    that has a title (the user renamed it meanwhile) keeps it."""
+    exchange, _ = send(ada)
+    other, _ = send(ada)
+    with CaptureQueriesContext(connection) as queries:
+        titled = services.message_finish(
+            message_id=exchange.assistant_message.id, content="Hi!", status="complete",
+            provider="fake", model="fake-model", prompt_tokens=1, completion_tokens=1,
+            title="Hello there",
+        )  # fmt: skip
+    writes = [q for q in statements([q["sql"] for q in queries.captured_queries]) if "UPDATE" in q]
+    assert len(writes) == 2, writes
+    row = Conversation.objects.get(pk=exchange.conversation.id)
+    assert (row.title, row.updated_at) == ("Hello there", titled.updated_at)
+    assert (titled.pk, titled.title) == (row.pk, "Hello there")
+    assert Conversation.objects.get(pk=other.conversation.id).title == ""
+
+    Conversation.objects.filter(pk=other.conversation.id).update(title="Mine")
+    kept = services.message_finish(
+        message_id=other.assistant_message.id, content="Hi!", status="complete", provider="fake",
+        model="fake-model", prompt_tokens=1, completion_tokens=1, title="Hello there",
+    )  # fmt: skip
+    assert kept is None
+    row = Conversation.objects.get(pk=other.conversation.id)
+    assert row.title == "Mine"
+    assert row.updated_at == Message.objects.get(pk=other.assistant_message.id).completed_at
+
+
 def test_the_final_save_of_a_missing_answer_writes_nothing(ada, chat_config):
     exchange, _ = send(ada)
     before = Conversation.objects.get(pk=exchange.conversation.id).updated_at
