@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.starts [--sends 50,200,500] [--streams 1000] [--runs 1]
 
-Three processes, as in production: a Daphne server (`chatsite.asgi`), the fake upstream
+Three processes, as in production: a Daphne server (`chatsite.server`), the fake upstream
 (tests/fake_upstream.py, in its own process so its threads do not share the server's cores), and
 this client, which opens one WebSocket per user, sends `chat.send` on all of them at the same moment
 and times each socket's first `message.delta` and its `message.done`. Every answer is checked whole:
@@ -126,7 +126,8 @@ class Services:
         self.cookies: list[str] = json.loads(prepared.stdout.strip().splitlines()[-1])
         self.port = _free_port()
         self.log = open(Path(tempfile.gettempdir()) / f"bench-starts-{self.port}.log", "w")
-        daphne = ["-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
+        # Daphne as `manage.py serve` runs it (chatsite.server: its limits and its warm-up).
+        daphne = ["-m", "chatsite.server", "-b", "127.0.0.1", "-p", str(self.port)]
         # BENCH_PROFILE=FILE: the server runs under cProfile, which writes FILE when it stops.
         profile = os.environ.get("BENCH_PROFILE")
         profiler = ["-m", "cProfile", "-o", profile] if profile else []

@@ -36,6 +36,7 @@ from chatsite.request_limits import (
     too_large_body,
 )
 from chatsite.supervisor import SUPERVISOR_ENV
+from providers.transport import transport_warm_up
 
 
 class LimitedRequest(WebRequest):
@@ -205,6 +206,7 @@ def main(argv: list[str]) -> None:
     daphne.server.serverFromString = server_from_string
     if supervisor := os.environ.get(SUPERVISOR_ENV):
         stop_without_supervisor(int(supervisor))
+    transport_warm_up()
     CommandLineInterface().run(argv)
 
 

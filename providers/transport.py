@@ -4,11 +4,14 @@ POST around them (answered in one piece, or as a stream of events).
 """
 
 import asyncio
+import functools
 import importlib.util
 import json
 import logging
 import re
+import ssl
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypedDict, Unpack
@@ -65,9 +68,6 @@ class _Lanes:
         self.clients: list[httpx.AsyncClient] = []
         self.sizes: list[int] = []
         self.in_flight: list[int] = []
-        # One for every lane: each new context reads the CA bundle again, tens of milliseconds
-        # of the loop's time.
-        self.ssl_context = httpx.create_ssl_context(trust_env=False)
 
     def _new_client(self, index: int, size: int) -> httpx.AsyncClient:
         keep = settings.PROVIDER_KEEPALIVE_CONNECTIONS - index * LANE_CONNECTIONS
@@ -75,7 +75,7 @@ class _Lanes:
             http1=True,
             http2=False,
             proxy=self.proxy,
-            verify=self.ssl_context,
+            verify=shared_ssl_context(),
             # Only the proxy configured for a provider applies, not whatever the environment says.
             trust_env=False,
             # Every running answer holds one connection for its whole stream. Kept connections
@@ -120,6 +120,56 @@ class _Lanes:
     async def aclose(self) -> None:
         for client in self.clients:
             await client.aclose()
+
+
+@functools.cache
+def shared_ssl_context() -> ssl.SSLContext:
+    """The process's TLS context for upstreams. Each new context reads the CA bundle again, tens
+    of milliseconds of an event loop's time, and one context serves every connection of every
+    loop."""
+    return httpx.create_ssl_context(trust_env=False)
+
+
+WARM_UP_SECONDS = 10.0
+
+
+def transport_warm_up() -> None:
+    """Pay at server start for what the first answer would otherwise pay for on the event loop:
+    the CA bundle read (shared_ssl_context) and the modules httpx, httpcore and anyio import on
+    their first request, about 40 ms of that answer's first token. It makes one request to a
+    loopback listener of its own, in a thread of its own, so no loop of the server's is touched;
+    a failure costs only the warm-up."""
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(_one_loopback_request())
+        except BaseException as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=run, name="transport-warm-up", daemon=True)
+    thread.start()
+    thread.join(WARM_UP_SECONDS)
+    if failures or thread.is_alive():
+        logger.warning("warming up the HTTP client failed: %r", failures[:1] or "timed out")
+
+
+async def _one_loopback_request() -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    transport = httpx.AsyncHTTPTransport(verify=shared_ssl_context(), trust_env=False)
+    async with (
+        server,
+        httpx.AsyncClient(transport=use_asyncio_backend(transport), trust_env=False) as client,
+    ):
+        async with client.stream("POST", f"http://127.0.0.1:{port}/", json={}) as response:
+            await response.aread()
 
 
 # Clients belong to the loop they first ran on (their pools hold that loop's sockets), so there

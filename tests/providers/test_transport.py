@@ -1,6 +1,9 @@
 import asyncio
 import itertools
 import json
+import os
+import subprocess
+import sys
 
 import httpx
 import pytest
@@ -85,6 +88,58 @@ async def _lanes_in_new_loop():
     lanes = client_lanes()
     await lanes.aclose()
     return lanes
+
+
+# A fresh process: imports and the TLS context are per process, and this one's test run has
+# made both long ago. It warms up (or not), then times nothing: it lists what the first request
+# through a lane still had to import, and whether the lanes share the process's TLS context.
+FIRST_REQUEST = """
+import asyncio, json, sys
+from django.conf import settings
+from tests.fake_upstream import FakeUpstream
+from providers import transport
+
+settings.PROVIDER_MAX_CONNECTIONS  # a server has its settings loaded long before an answer
+
+if sys.argv[1] == "warm":
+    transport.transport_warm_up()
+
+async def first_request(url):
+    lanes = transport.client_lanes()
+    before = set(sys.modules)
+    with lanes.lane() as client:
+        body = {"model": "fake-model", "messages": []}
+        response = await client.post(url + "/v1/chat/completions", json=body)
+    imported = sorted(set(sys.modules) - before)
+    shared = client._transport._pool._ssl_context is transport.shared_ssl_context()
+    await transport.close_shared_clients()
+    return {"status": response.status_code, "imported": imported, "shared": shared}
+
+upstream = FakeUpstream()
+print(json.dumps(asyncio.run(first_request(upstream.url))))
+upstream.close()
+"""
+
+
+@pytest.mark.parametrize("warm", ["warm", "cold"])
+def test_the_warm_up_leaves_the_first_request_nothing_to_load(warm):
+    """What the first answer of a new server process would pay for on the event loop (40 ms of
+    its first token: the CA bundle, anyio's modules) is paid at start instead."""
+    child = subprocess.run(
+        [sys.executable, "-c", FIRST_REQUEST, warm],
+        env={**os.environ, "ENV_FILE": "", "DATABASE_URL": "", "REDIS_URL": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr[-2000:]
+    first = json.loads(child.stdout.strip().splitlines()[-1])
+    assert (first["status"], first["shared"]) == (200, True)
+    if warm == "warm":
+        assert first["imported"] == []
+    else:  # what the warm-up spares it (the test's own check that it can tell)
+        assert any(name.startswith("anyio.") for name in first["imported"]), first["imported"]
 
 
 def test_timeout_bounds_reads_and_caps_connect():
