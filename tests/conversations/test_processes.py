@@ -236,18 +236,18 @@ async def test_a_server_joins_the_engines_group_once_and_leaves_it_when_stopped(
     answer puts it there, later answers add nothing, and a server told to stop takes itself out
     (stops queued for a process that is gone help nobody)."""
     group = f"asgi:group:{ENGINES}"
-    redis = Redis.from_url(settings.REDIS_URL)
-    before = set(redis.zrange(group, 0, -1))
-    server = servers("only")
-    async with open_socket(server, cookie) as ws:
-        socket = Socket(ws)
-        for question in ("One", "Two", "Three"):
-            await socket.send("chat.send", conversation=None, content=question)
-            await socket.until("message.done")
-    joined = set(redis.zrange(group, 0, -1)) - before
-    assert len(joined) == 1, joined
-    server.stop()
-    assert not joined & set(redis.zrange(group, 0, -1))
+    with Redis.from_url(settings.REDIS_URL) as redis:
+        before = set(redis.zrange(group, 0, -1))
+        server = servers("only")
+        async with open_socket(server, cookie) as ws:
+            socket = Socket(ws)
+            for question in ("One", "Two", "Three"):
+                await socket.send("chat.send", conversation=None, content=question)
+                await socket.until("message.done")
+        joined = set(redis.zrange(group, 0, -1)) - before
+        assert len(joined) == 1, joined
+        server.stop()
+        assert not joined & set(redis.zrange(group, 0, -1))
 
 
 @pytest.mark.postgres
