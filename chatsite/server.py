@@ -198,6 +198,7 @@ def stop_without_supervisor(supervisor: int) -> None:
 def main(argv: list[str]) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
     import daphne.server
+    import django
     from daphne.cli import CommandLineInterface
 
     # Daphne builds its factories and endpoints inside Server.run, with no option to pass others.
@@ -206,6 +207,9 @@ def main(argv: list[str]) -> None:
     daphne.server.serverFromString = server_from_string
     if supervisor := os.environ.get(SUPERVISOR_ENV):
         stop_without_supervisor(int(supervisor))
+    # Settings first (the application would load them next anyway): a configuration error
+    # stops the start here, before the warm-up, whose requests read the provider settings.
+    django.setup()
     transport_warm_up()
     CommandLineInterface().run(argv)
 

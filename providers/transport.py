@@ -163,13 +163,14 @@ async def _one_loopback_request() -> None:
 
     server = await asyncio.start_server(answer, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    transport = httpx.AsyncHTTPTransport(verify=shared_ssl_context(), trust_env=False)
-    async with (
-        server,
-        httpx.AsyncClient(transport=use_asyncio_backend(transport), trust_env=False) as client,
-    ):
-        async with client.stream("POST", f"http://127.0.0.1:{port}/", json={}) as response:
-            await response.aread()
+    # Through a lane, as an answer's request goes; this thread's loop and its lanes end here.
+    try:
+        async with server:
+            with client_lanes().lane() as client:
+                async with client.stream("POST", f"http://127.0.0.1:{port}/", json={}) as reply:
+                    await reply.aread()
+    finally:
+        await close_shared_clients()
 
 
 # Clients belong to the loop they first ran on (their pools hold that loop's sockets), so there
